@@ -1,0 +1,56 @@
+"""cellops: tracked, cached, versioned notebook steps on MLflow.
+
+`%load_ext cellops` opens a session run for the notebook and adds `%%step` and `%cellops`.
+Heavy libraries (mlflow, pandas, sklearn) are imported only where they are used, so importing
+cellops and loading the extension stay fast.
+"""
+
+from ._version import __version__
+from .errors import CellopsError, CellopsUsageError, StoreUnreachableError
+from .fluent import current_run, log_artifact, log_metric, log_param
+
+__all__ = [
+    "CellopsError",
+    "CellopsUsageError",
+    "StoreUnreachableError",
+    "__version__",
+    "current_run",
+    "load_ipython_extension",
+    "log_artifact",
+    "log_metric",
+    "log_param",
+    "unload_ipython_extension",
+]
+
+_loaded: dict = {}
+
+
+def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's own signature
+    """`%load_ext cellops`: register the magics and open the notebook's session run."""
+    from .magics import StepMagics
+    from .notebook import detect_notebook
+    from .session import start_session
+
+    if _loaded.get("shell") is ipython:
+        return
+    magics = StepMagics(shell=ipython)
+    ipython.register_magics(magics)
+    ipython.configurables.append(magics)
+    ipython.events.register("pre_run_cell", magics.pre_run_cell)
+    ipython.events.register("post_run_cell", magics.post_run_cell)
+    start_session(detect_notebook(ipython.user_ns))
+    _loaded.update(shell=ipython, magics=magics)
+
+
+def unload_ipython_extension(ipython) -> None:  # noqa: ANN001
+    """`%unload_ext cellops`: end the session run after every pending write is stored."""
+    from .session import end_session
+
+    magics = _loaded.pop("magics", None)
+    _loaded.pop("shell", None)
+    if magics is not None:
+        ipython.events.unregister("pre_run_cell", magics.pre_run_cell)
+        ipython.events.unregister("post_run_cell", magics.post_run_cell)
+        if magics in ipython.configurables:
+            ipython.configurables.remove(magics)
+    end_session()

@@ -1,0 +1,207 @@
+"""`%%step` and `%cellops`: thin IPython adapters over `cellops.steps` and `cellops.status`."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool
+
+from ..errors import CellopsError
+from ..notebook import papermill_parameters
+from ..session import current_session, ensure_session
+from ..steps import StepSpec, StepWarning, run_step
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@magics_class
+class StepMagics(Magics):
+    """Tracked, cached notebook steps. Settings: `%config StepMagics.cache = False`."""
+
+    cache = Bool(
+        True,
+        config=True,
+        help="Restore a step whose code and inputs did not change from the cache instead of "
+        "running it. False runs every step (each is still tracked).",
+    )
+    show_restored = Bool(
+        True, config=True, help="Print what a cached step restored, and from which run."
+    )
+
+    def __init__(self, shell: Any = None, **kwargs: Any):
+        super().__init__(shell=shell, **kwargs)
+        self._cell_id: str | None = None
+
+    # -- events -------------------------------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        self._cell_id = getattr(info, "cell_id", None)
+        session = current_session()
+        if session is not None and session.notebook.runner == "papermill":
+            parameters = papermill_parameters(info.raw_cell or "")
+            if parameters:
+                session.record_parameters(parameters)
+
+    def post_run_cell(self, result: Any) -> None:
+        session = current_session()
+        if session is None or result.error_in_exec is None:
+            return
+        if session.notebook.runner == "papermill":
+            session.failed = True  # the job stops here: its session run ends FAILED
+
+    # -- %%step -------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("name", help="The step's name, unique in the notebook (letters, digits, _ - .).")
+    @argument("--inputs", help="Comma-separated variables the step reads (replaces detection).")
+    @argument("--outputs", help="Comma-separated variables the step writes (replaces detection).")
+    @argument("--params", help="Comma-separated variables to log as params (and key on).")
+    @argument("--metrics", help="Comma-separated variables to log as metrics after the cell.")
+    @argument("--files-in", dest="files_in", help="Comma-separated files or folders it reads.")
+    @argument("--files-out", dest="files_out", help="Comma-separated files or folders it writes.")
+    @argument("--no-cache", dest="no_cache", action="store_true", help="Run; store nothing.")
+    @argument("--force", action="store_true", help="Run even when cached; refresh the cache.")
+    @cell_magic
+    def step(self, line: str, cell: str) -> Any:
+        """Run the cell as a tracked, cached step: one MLflow run under the session run.
+
+        The step's inputs (names the cell reads that exist in the notebook) and outputs (names
+        it assigns) are found from the code. If the code, the inputs' values, the declared
+        input files and the steps upstream are unchanged since a successful run, the cell is
+        not run: its outputs are restored from the cache under `.cellops/`.
+
+        Examples::
+
+            %%step load
+            df = make_transactions(n_rows)
+
+            %%step train --metrics f1,auc --params depth
+            model = GradientBoostingClassifier(max_depth=depth).fit(X_train, y_train)
+            f1, auc = score(model, X_test, y_test)
+
+            %%step features --files-in data/raw.csv --files-out data/features.parquet
+            pd.read_csv("data/raw.csv").pipe(add_features).to_parquet("data/features.parquet")
+
+            %%step evaluate --force       # run even if cached
+            %%step explore --no-cache     # track, but never cache
+
+        Inside the cell, `cellops.log_metric(...)`, `log_param`, `log_artifact` log to the
+        step's run. `%cellops status` shows which steps are fresh, cached or stale.
+        """
+        __tracebackhide__ = True
+        try:
+            args = parse_argstring(self.step, line)
+        except UsageError as exc:
+            raise UsageError(f"{exc}\nusage: {self._usage()}") from None
+        transformed = self.shell.transform_cell(cell)
+        run, last_expression = self._compile(transformed, cell)
+        spec = StepSpec(
+            name=args.name,
+            source=transformed,
+            raw_source=cell if cell != transformed else None,
+            inputs=_names(args.inputs),
+            outputs=_names(args.outputs),
+            params=_names(args.params) or [],
+            metrics=_names(args.metrics) or [],
+            files_in=_names(args.files_in) or [],
+            files_out=_names(args.files_out) or [],
+            use_cache=self.cache and not args.no_cache,
+            force=args.force,
+            cell_id=self._cell_id,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StepWarning)
+            try:
+                outcome = run_step(ensure_session(), spec, self.shell.user_ns, run)
+            except CellopsError as exc:
+                raise UsageError(str(exc)) from None
+            finally:
+                _show_warnings(caught)
+        if outcome.cached:
+            if self.show_restored:
+                print(outcome.message())
+            return None
+        return outcome.value if last_expression else None
+
+    def _usage(self) -> str:
+        return (
+            "%%step NAME [--inputs A,B] [--outputs A,B] [--params A,B] [--metrics A,B] "
+            "[--files-in PATHS] [--files-out PATHS] [--no-cache] [--force]   (see %%step?)"
+        )
+
+    def _compile(self, code: str, raw: str) -> tuple[Callable[[], Any], bool]:
+        """Compile now, so a SyntaxError is reported before anything is recorded."""
+        filename = self.shell.compile.cache(code, self.shell.execution_count, raw_code=raw)
+        tree = ast.parse(code, filename=filename)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        body = compile(tree, filename, "exec")
+        expression = compile(last, filename, "eval") if last is not None else None
+        namespace = self.shell.user_ns
+
+        def run() -> Any:
+            __tracebackhide__ = True
+            exec(body, namespace)
+            return eval(expression, namespace) if expression is not None else None
+
+        return run, last is not None
+
+    # -- %cellops -----------------------------------------------------------------------------
+
+    @line_magic
+    def cellops(self, line: str) -> Any:
+        """cellops commands in the notebook.
+
+        Usage::
+
+            %cellops status     # this notebook's steps: fresh, cached, stale, failed, never run
+            %cellops store      # where runs are recorded, and the `mlflow ui` command for it
+            %cellops flush      # wait until every pending write reached the store
+        """
+        command = line.strip().split()[0] if line.strip() else ""
+        handlers = {"status": self._status, "store": self._store, "flush": self._flush}
+        if command not in handlers:
+            raise UsageError(
+                f"unknown %cellops command {command!r}; use one of: {', '.join(handlers)} "
+                "(for example: %cellops status)"
+            )
+        try:
+            return handlers[command]()
+        except CellopsError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _status(self) -> Any:
+        from ..views import status_frame
+
+        return status_frame(ensure_session(), self.shell.user_ns)
+
+    def _store(self) -> None:
+        from ..views import store_summary
+
+        print(store_summary(ensure_session().settings))
+
+    def _flush(self) -> None:
+        ensure_session().tracker.flush()
+        print("all step records written")
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for warning in caught:
+        if issubclass(warning.category, StepWarning):
+            print(f"cellops: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )

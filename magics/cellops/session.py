@@ -1,0 +1,194 @@
+"""The session: one MLflow run per notebook kernel (or job) that every step run nests under.
+
+The session run is opened on the tracker's thread, so `%load_ext cellops` does not wait for
+MLflow's imports or a new store's migrations; the first step waits for it before its cell
+runs, which is also when an unreachable store is reported.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import json
+import os
+import platform
+import re
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .config import Settings, load_settings
+from .gitinfo import git_state
+from .notebook import NotebookInfo
+from .tracking import Tracker
+
+
+@dataclass
+class SessionRun:
+    experiment_id: str
+    run_id: str
+
+
+@dataclass
+class ActiveStep:
+    """A step while its cell runs: what the fluent API logs into it."""
+
+    name: str
+    run_future: Future[str]
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[tuple[str, float, int]] = field(default_factory=list)
+    artifacts: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+def user_name() -> str:
+    return os.environ.get("CELLOPS_USER") or getpass.getuser()
+
+
+def experiment_name_for(settings: Settings, notebook: NotebookInfo) -> str:
+    if notebook.path is None:
+        return f"{settings.root.name}/interactive"
+    return _relative(notebook.path, settings.root).removesuffix(".ipynb")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+class Session:
+    def __init__(self, settings: Settings, notebook: NotebookInfo):
+        self.settings = settings
+        self.notebook = notebook
+        self.tracker = Tracker(settings)
+        self.experiment_name = experiment_name_for(settings, notebook)
+        self.notebook_label = (
+            _relative(notebook.path, settings.root) if notebook.path else "interactive"
+        )
+        self.git = git_state(notebook.path.parent if notebook.path else settings.root)
+        self.user = user_name()
+        self.failed = False
+        self.closed = False
+        self.active_steps: list[ActiveStep] = []
+        self.step_cells: dict[str, str | None] = {}  # step name -> cell id that defined it
+        self.producers: dict[str, str] = {}  # variable -> step that last wrote it
+        self.last_keys: dict[str, str] = {}  # step -> its last cache key this session
+        self.parameters: dict[str, str] = {}
+        self.pending_entries: dict[str, tuple[Any, Future[str]]] = {}  # key -> (entry, run)
+        self.run_future: Future[SessionRun] = self.tracker.submit(self._open_run)
+
+    # -- the session run ----------------------------------------------------------------------
+
+    def base_tags(self) -> dict[str, str]:
+        tags = {
+            "mlflow.user": self.user,
+            "mlflow.source.type": "NOTEBOOK" if self.notebook.path else "LOCAL",
+            "mlflow.source.name": self.notebook_label,
+            "cellops.notebook": self.notebook_label,
+            "cellops.runner": self.notebook.runner,
+            "cellops.version": __version__,
+            "cellops.python": platform.python_version(),
+        }
+        if self.git:
+            tags["mlflow.source.git.commit"] = self.git["commit"]
+            tags["cellops.git.dirty"] = self.git["dirty"]
+            if "branch" in self.git:
+                tags["mlflow.source.git.branch"] = self.git["branch"]
+        return tags
+
+    def _open_run(self, client: Any) -> SessionRun:
+        experiment_id = ensure_experiment(client, self.settings, self.experiment_name)
+        stem = Path(self.notebook_label).stem
+        tags = {**self.base_tags(), "cellops.kind": "session"}
+        if os.environ.get("CELLOPS_JOB_ID"):
+            tags["cellops.job"] = os.environ["CELLOPS_JOB_ID"]
+        run = client.create_run(experiment_id, tags=tags, run_name=f"{stem} session")
+        return SessionRun(experiment_id, run.info.run_id)
+
+    @property
+    def run(self) -> SessionRun:
+        return self.run_future.result()
+
+    def record_parameters(self, parameters: dict[str, str]) -> None:
+        """Papermill's injected parameters: params and a tag on the session run."""
+        self.parameters.update(parameters)
+
+        def write(client: Any) -> None:
+            from mlflow.entities import Param, RunTag
+
+            run_id = self.run_future.result().run_id
+            params = [Param(k, str(v)[:6000]) for k, v in parameters.items()]
+            tag = RunTag("cellops.papermill.parameters", json.dumps(self.parameters)[:5000])
+            client.log_batch(run_id, params=params, tags=[tag])
+
+        self.tracker.submit(write)
+
+    def close(self) -> None:
+        """End the session run (FAILED if a cell failed) and wait for every pending write."""
+        if self.closed:
+            return
+        self.closed = True
+        status = "FAILED" if self.failed else "FINISHED"
+
+        def end(client: Any) -> None:
+            client.set_terminated(self.run_future.result().run_id, status=status)
+
+        try:
+            self.tracker.submit(end)
+            self.tracker.flush(timeout=120)
+        finally:
+            self.tracker.close()
+
+
+def ensure_experiment(client: Any, settings: Settings, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if settings.tracking_uri.startswith(("sqlite:", "file:", "/")):
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "default"
+        location = (settings.artifact_root / safe).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # another process created it first
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+_current: Session | None = None
+
+
+def current_session() -> Session | None:
+    return _current
+
+
+def start_session(notebook: NotebookInfo, settings: Settings | None = None) -> Session:
+    """Open the process's session (closing any previous one)."""
+    global _current
+    if _current is not None:
+        _current.close()
+    settings = settings or load_settings(notebook.path.parent if notebook.path else None)
+    _current = Session(settings, notebook)
+    return _current
+
+
+def ensure_session() -> Session:
+    """The open session, or a new one for plain Python code (a script, a test)."""
+    if _current is None or _current.closed:
+        return start_session(NotebookInfo(None, "python"))
+    return _current
+
+
+def end_session() -> None:
+    global _current
+    if _current is not None:
+        _current.close()
+        _current = None
+
+
+atexit.register(end_session)

@@ -1,0 +1,153 @@
+"""Every MLflow write cellops makes goes through one `Tracker`: a single background thread.
+
+Why a thread: a step's bookkeeping (create a run, log params, metrics, tags and two small
+artifacts, end the run) costs 50-90 ms on SQLite, and the user should not wait for it after
+every cell. The writes stay in order on one thread, `flush()` waits for them before anything
+reads the store back, and the session flushes when the kernel exits. A write that fails is
+kept, and the next step refuses to run until the store answers again, so nothing is silently
+lost. MLflow's own async logging is no shortcut: its `end_run` waits about a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .config import Settings
+from .errors import StoreUnreachableError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_LOCK_RETRY_SECONDS = 60.0
+
+
+class Tracker:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.uri = settings.tracking_uri
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellops-tracker")
+        self._client: Any = None
+        self._failure: BaseException | None = None
+        self._client_lock = threading.Lock()
+
+    # -- the client ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """An `MlflowClient` on the project's store (mlflow is imported here, not at import)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def _connect(self) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        with self._store_lock():
+            client = MlflowClient(tracking_uri=self.uri)
+            client.search_experiments(max_results=1)  # creates or migrates the schema now
+        return client
+
+    @contextlib.contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        """Serialize schema creation between processes sharing a new SQLite store."""
+        if not self.uri.startswith("sqlite:///"):
+            yield
+            return
+        lock_path = Path(self.uri[len("sqlite:///") :] + ".lock")
+        with open(lock_path, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- background writes --------------------------------------------------------------------
+
+    def submit(self, job: Callable[..., T], *args: Any) -> Future[T]:
+        """Run `job(client, *args)` on the writer thread, after every job submitted before."""
+        return self._executor.submit(self._run, job, *args)
+
+    def call(self, job: Callable[..., T], *args: Any) -> T:
+        """Run `job` on the writer thread and wait for its result."""
+        return self.submit(job, *args).result()
+
+    def _run(self, job: Callable[..., T], *args: Any) -> T:
+        deadline = time.monotonic() + _LOCK_RETRY_SECONDS
+        while True:
+            try:
+                return job(self.client, *args)
+            except Exception as exc:
+                if _is_locked(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._failure = exc
+                log.error("cellops could not write to %s: %s", self.uri, exc)
+                raise
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._executor.submit(lambda: None).result(timeout)
+
+    def ensure_reachable(self) -> None:
+        """Raise StoreUnreachableError unless the store answers; called before a cell runs."""
+        if self._failure is not None:
+            self._failure = None
+            try:
+                self.call(lambda client: client.search_experiments(max_results=1))
+            except Exception as exc:
+                raise StoreUnreachableError(self.uri, _reason(exc)) from None
+            return
+        if self.uri.startswith(("http://", "https://")):
+            _check_http(self.uri)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return "database is locked" in str(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _check_http(uri: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+            if response.status >= 500:
+                raise StoreUnreachableError(uri, f"HTTP {response.status}")
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise StoreUnreachableError(uri, f"HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise StoreUnreachableError(uri, _reason(getattr(exc, "reason", exc))) from None
+
+
+def connect_checked(settings: Settings) -> Any:
+    """An MlflowClient for a one-off reader (the CLI), with a clear error if unreachable."""
+    tracker = Tracker(settings)
+    try:
+        if settings.tracking_uri.startswith(("http://", "https://")):
+            _check_http(settings.tracking_uri)
+        return tracker.client
+    except StoreUnreachableError:
+        raise
+    except Exception as exc:
+        raise StoreUnreachableError(settings.tracking_uri, _reason(exc)) from None
+    finally:
+        tracker.close()
