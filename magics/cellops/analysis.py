@@ -38,6 +38,8 @@ def _local_names(node: ast.AST) -> set[str]:
     for child in ast.walk(node):
         if isinstance(child, ast.Name) and isinstance(child.ctx, (ast.Store, ast.Del)):
             names.add(child.id)
+        elif isinstance(child, ast.arg):  # parameters of nested functions, methods, lambdas
+            names.add(child.arg)
         elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             if child is not node:
                 names.add(child.name)
@@ -50,6 +52,17 @@ def _local_names(node: ast.AST) -> set[str]:
 
 def _imported_names(node: ast.Import | ast.ImportFrom) -> list[str]:
     return [(alias.asname or alias.name.split(".")[0]) for alias in node.names if alias.name != "*"]
+
+
+def _walrus_targets(node: ast.AST) -> list[str]:
+    """Names bound by `:=` inside a comprehension, not counting those inside a lambda."""
+    names = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.NamedExpr) and isinstance(child.target, ast.Name):
+            names.append(child.target.id)
+        if not isinstance(child, ast.Lambda):
+            names.extend(_walrus_targets(child))
+    return names
 
 
 class _Scanner(ast.NodeVisitor):
@@ -174,6 +187,8 @@ class _Scanner(ast.NodeVisitor):
         self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
     ) -> None:
         self._visit_scope(node, [node])
+        for target in _walrus_targets(node):  # PEP 572: binds in the enclosing scope
+            self._write(target)
 
     visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _visit_comprehension
 

@@ -76,12 +76,14 @@ def _feed(h: xxhash.xxh3_128, value: Any, depth: int) -> None:
     if value is None or kind in (bool, int, float, complex, str):
         h.update(repr(value).encode())
     elif kind in (bytes, bytearray):
+        h.update(f"{len(value)}:".encode())
         h.update(bytes(value))
     elif kind in (list, tuple):
         h.update(str(len(value)).encode())
         for item in value:
             _feed(h, item, depth + 1)
     elif kind is dict:
+        h.update(str(len(value)).encode())  # else {"a": {"b": 1}} == {"a": {}, "b": 1}
         for key, item in value.items():
             _feed(h, key, depth + 1)
             _feed(h, item, depth + 1)

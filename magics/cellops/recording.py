@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .reaper import owner_tags
 from .session import Session
 
 MAX_PARAM = 6000
@@ -43,6 +44,7 @@ def start_step_run(session: Session, name: str, tags: dict[str, str]) -> Future[
         all_tags = {
             **session.base_tags(),
             **tags,
+            **owner_tags(),
             "mlflow.parentRunId": parent.run_id,
             "cellops.kind": "step",
             "cellops.step": name,

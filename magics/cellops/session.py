@@ -22,6 +22,7 @@ from ._version import __version__
 from .config import Settings, load_settings
 from .gitinfo import git_state
 from .notebook import NotebookInfo
+from .reaper import owner_tags, reap_dead_runs
 from .tracking import Tracker
 
 
@@ -40,6 +41,20 @@ class ActiveStep:
     params: dict[str, str] = field(default_factory=dict)
     metrics: list[tuple[str, float, int]] = field(default_factory=list)
     artifacts: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+JOB_ENV = ("CELLOPS_JOB_ID", "CELLOPS_JOB_ATTEMPT", "CELLOPS_PARENT_RUN_ID")
+"""Set by `cellops run` for the kernel it starts: the session run becomes the job run."""
+
+
+def job_tags() -> dict[str, str]:
+    job_id, attempt, parent = (os.environ.get(name) for name in JOB_ENV)
+    if not job_id:
+        return {"cellops.kind": "session"}
+    tags = {"cellops.kind": "job", "cellops.job": job_id, "cellops.attempt": attempt or "1"}
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return tags
 
 
 def user_name() -> str:
@@ -102,10 +117,10 @@ class Session:
     def _open_run(self, client: Any) -> SessionRun:
         experiment_id = ensure_experiment(client, self.settings, self.experiment_name)
         stem = Path(self.notebook_label).stem
-        tags = {**self.base_tags(), "cellops.kind": "session"}
-        if os.environ.get("CELLOPS_JOB_ID"):
-            tags["cellops.job"] = os.environ["CELLOPS_JOB_ID"]
-        run = client.create_run(experiment_id, tags=tags, run_name=f"{stem} session")
+        tags = {**self.base_tags(), **owner_tags(), **job_tags()}
+        name = f"{stem} job {tags['cellops.job']}" if "cellops.job" in tags else f"{stem} session"
+        run = client.create_run(experiment_id, tags=tags, run_name=name)
+        self.tracker.submit(reap_dead_runs)  # after the run is open: not on the user's path
         return SessionRun(experiment_id, run.info.run_id)
 
     @property

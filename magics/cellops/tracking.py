@@ -75,8 +75,20 @@ class Tracker:
     # -- background writes --------------------------------------------------------------------
 
     def submit(self, job: Callable[..., T], *args: Any) -> Future[T]:
-        """Run `job(client, *args)` on the writer thread, after every job submitted before."""
-        return self._executor.submit(self._run, job, *args)
+        """Run `job(client, *args)` on the writer thread, after every job submitted before.
+
+        At interpreter exit concurrent.futures stops the writer (after it has drained its queue)
+        before `atexit` callbacks run, so the job that ends the session run runs here instead.
+        """
+        try:
+            return self._executor.submit(self._run, job, *args)
+        except RuntimeError:  # the executor is shut down: nothing is pending any more
+            future: Future[T] = Future()
+            try:
+                future.set_result(self._run(job, *args))
+            except BaseException as exc:
+                future.set_exception(exc)
+            return future
 
     def call(self, job: Callable[..., T], *args: Any) -> T:
         """Run `job` on the writer thread and wait for its result."""
@@ -96,7 +108,11 @@ class Tracker:
                 raise
 
     def flush(self, timeout: float | None = None) -> None:
-        self._executor.submit(lambda: None).result(timeout)
+        try:
+            marker = self._executor.submit(lambda: None)
+        except RuntimeError:  # shut down, so its queue is already drained
+            return
+        marker.result(timeout)
 
     def ensure_reachable(self) -> None:
         """Raise StoreUnreachableError unless the store answers; called before a cell runs."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool
+from traitlets import Bool, default
 
 from ..errors import CellopsError
 from ..notebook import papermill_parameters
@@ -30,14 +31,18 @@ class StepMagics(Magics):
     """Tracked, cached notebook steps. Settings: `%config StepMagics.cache = False`."""
 
     cache = Bool(
-        True,
         config=True,
         help="Restore a step whose code and inputs did not change from the cache instead of "
-        "running it. False runs every step (each is still tracked).",
+        "running it. False runs every step (each is still tracked). Default from the "
+        "CELLOPS_CACHE environment variable (0 turns it off, as `cellops reproduce` does).",
     )
     show_restored = Bool(
         True, config=True, help="Print what a cached step restored, and from which run."
     )
+
+    @default("cache")
+    def _cache_default(self) -> bool:
+        return os.environ.get("CELLOPS_CACHE", "1") != "0"
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)

@@ -1,0 +1,1 @@
+"""Notebooks as jobs: Papermill executions with parameters checked, a manifest, retries."""

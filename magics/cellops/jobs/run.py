@@ -1,0 +1,326 @@
+"""One notebook run as a job: Papermill executes it; the job records it in MLflow.
+
+The kernel's session run becomes the job run (the job's id and attempt reach the kernel as
+environment variables), so its steps nest under it as usual. While the kernel works, this
+process prepares the store; afterwards it adds what only it knows: the executed notebook and
+its HTML copy, the reproducibility manifest, the outcome, and the metrics of the job's steps.
+
+A failure in the user's code is final unless `retry_user_errors`; a kernel that died or a
+timeout is transient and retried up to `retries` times, each attempt its own recorded run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings, load_settings
+from ..errors import CellopsUsageError
+from ..notebook import NotebookInfo, parse_step_line
+from ..reaper import owner_tags, reap_dead_runs
+from ..session import ensure_experiment, experiment_name_for
+from ..tracking import connect_checked
+from .manifest import MANIFEST_ARTIFACT, build_manifest
+from .params import check_parameters, inspect_parameters
+
+
+@dataclass
+class JobRequest:
+    notebook: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+    allow_unknown: bool = False
+    kernel_name: str | None = None
+    cwd: Path | None = None
+    job_id: str | None = None
+    parent_run_id: str | None = None
+    retries: int = 0
+    retry_delay: float = 5.0
+    retry_user_errors: bool = False
+    cell_timeout: float | None = None
+    progress: bool = True
+    html: bool = True
+    use_cache: bool = True
+
+
+@dataclass
+class JobFailure:
+    message: str
+    transient: bool
+    cell_index: int | None = None
+    exec_count: int | None = None
+    step: str | None = None
+    ename: str = ""
+    evalue: str = ""
+
+    def describe(self) -> str:
+        if self.cell_index is None:
+            return self.message
+        where = f"cell {self.cell_index}"
+        if self.exec_count:
+            where += f" (In [{self.exec_count}])"
+        if self.step:
+            where += f", step '{self.step}'"
+        return f"{where}: {self.ename}: {self.evalue}"
+
+
+@dataclass
+class Attempt:
+    number: int
+    run_id: str
+    status: str
+    output: Path
+    failure: JobFailure | None = None
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    notebook: Path
+    parameters: dict[str, Any]
+    attempts: list[Attempt]
+    output_dir: Path
+    html: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, str] = field(default_factory=dict)  # step -> executed | cached | failed
+
+    @property
+    def run_id(self) -> str:
+        return self.attempts[-1].run_id
+
+    @property
+    def ok(self) -> bool:
+        return self.attempts[-1].status == "FINISHED"
+
+    @property
+    def failure(self) -> JobFailure | None:
+        return self.attempts[-1].failure
+
+    @property
+    def skipped_steps(self) -> list[str]:
+        return [name for name, state in self.steps.items() if state == "cached"]
+
+
+def new_job_id(notebook: Path) -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{notebook.stem}-{stamp}-{secrets.token_hex(2)}"
+
+
+def prepare(request: JobRequest) -> dict[str, Any]:
+    """Check the notebook, its parameters and the kernel before any kernel starts."""
+    spec = inspect_parameters(request.notebook, request.kernel_name)
+    checked = check_parameters(spec, request.parameters, request.allow_unknown)
+    check_kernel(request.kernel_name)
+    return checked
+
+
+def check_kernel(kernel_name: str | None) -> None:
+    if kernel_name is None:
+        return
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = sorted(KernelSpecManager().find_kernel_specs())
+    if kernel_name not in installed:
+        raise CellopsUsageError(
+            f"no kernel named {kernel_name!r} is installed; installed kernels: "
+            f"{', '.join(installed) or 'none'} (or leave out --kernel to use the notebook's own)"
+        )
+
+
+def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
+    """Execute the notebook as a job, with retries; never raises for a failure in the notebook."""
+    notebook = request.notebook.resolve()
+    parameters = prepare(request)
+    settings = settings or load_settings(notebook.parent)
+    cwd = (request.cwd or settings.root).resolve()
+    job_id = request.job_id or new_job_id(notebook)
+    output_dir = settings.root / "reports" / "runs" / job_id
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellops-job") as background:
+        # MLflow's imports and the store's set-up overlap with the kernel's start
+        store: Future[tuple[Any, str]] = background.submit(_open_store, settings, notebook)
+        manifest = background.submit(build_manifest, notebook, settings.root, parameters, cwd)
+        attempts: list[Attempt] = []
+        for number in range(1, request.retries + 2):
+            output = output_dir / (
+                f"{notebook.stem}.ipynb"
+                if number == 1
+                else f"{notebook.stem}.attempt{number}.ipynb"
+            )
+            failure = _execute(request, notebook, output, parameters, cwd, job_id, number)
+            client, experiment_id = store.result()
+            run_id = _finish_attempt(
+                client, experiment_id, request, notebook, output, settings,
+                job_id, number, parameters, manifest.result(), failure,
+            )  # fmt: skip
+            attempts.append(
+                Attempt(
+                    number, run_id, "FINISHED" if failure is None else "FAILED", output, failure
+                )
+            )
+            retryable = failure is not None and (failure.transient or request.retry_user_errors)
+            if not retryable or number > request.retries:
+                break
+            time.sleep(request.retry_delay)
+        result = JobResult(job_id, notebook, parameters, attempts, output_dir)
+        result.steps, result.metrics = _step_outcomes(client, result.run_id)
+        if result.metrics:
+            _log_metrics(client, result.run_id, result.metrics)
+        if request.html:
+            result.html = _html_copy(attempts[-1].output)
+            if result.html is not None:
+                client.log_artifact(result.run_id, str(result.html), "notebook")
+        reap_dead_runs(client)  # steps of a kernel that died are still RUNNING
+        client.set_terminated(result.run_id, status=attempts[-1].status)
+    return result
+
+
+def _open_store(settings: Settings, notebook: Path) -> tuple[Any, str]:
+    client = connect_checked(settings)
+    reap_dead_runs(client)
+    name = experiment_name_for(settings, NotebookInfo(notebook, "papermill"))
+    return client, ensure_experiment(client, settings, name)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """The kernel inherits this process's environment: set the job's variables around it."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _execute(request, notebook, output, parameters, cwd, job_id, number) -> JobFailure | None:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    env = {
+        "CELLOPS_NOTEBOOK": str(notebook),
+        "CELLOPS_JOB_ID": job_id,
+        "CELLOPS_JOB_ATTEMPT": str(number),
+        "CELLOPS_PARENT_RUN_ID": request.parent_run_id or "",
+        "CELLOPS_CACHE": "1" if request.use_cache else "0",
+    }
+    engine_kwargs = {}
+    if request.cell_timeout:
+        engine_kwargs["execution_timeout"] = request.cell_timeout
+    try:
+        with _environment(env):
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                kernel_name=request.kernel_name,
+                progress_bar=request.progress,
+                cwd=str(cwd),
+                **engine_kwargs,
+            )
+    except PapermillExecutionError as exc:
+        step = None
+        parsed = parse_step_line((exc.source or "").partition("\n")[0])
+        if parsed:
+            step = parsed[0]
+        return JobFailure(
+            f"{exc.ename}: {exc.evalue}", False, exc.cell_index, exc.exec_count, step,
+            exc.ename, exc.evalue,
+        )  # fmt: skip
+    except Exception as exc:  # the kernel died, timed out or did not start: transient
+        return JobFailure(f"{type(exc).__name__}: {exc}", True)
+    return None
+
+
+def _find_session_run(client: Any, experiment_id: str, job_id: str, number: int) -> str | None:
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`cellops.job` = '{job_id}' and tags.`cellops.attempt` = '{number}' "
+        "and tags.`cellops.kind` = 'job'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _finish_attempt(
+    client, experiment_id, request, notebook, output, settings, job_id, number,
+    parameters, manifest, failure,
+) -> str:  # fmt: skip
+    from mlflow.entities import Param, RunTag
+
+    run_id = _find_session_run(client, experiment_id, job_id, number)
+    if run_id is None:  # the notebook never loaded cellops, or its kernel died first
+        tags = {"cellops.kind": "job", "cellops.job": job_id, "cellops.attempt": str(number)}
+        tags |= owner_tags()
+        tags["cellops.notebook"] = manifest["notebook"]
+        if request.parent_run_id:
+            tags["mlflow.parentRunId"] = request.parent_run_id
+        run = client.create_run(experiment_id, tags=tags, run_name=f"{notebook.stem} job {job_id}")
+        run_id = run.info.run_id
+    existing = client.get_run(run_id).data.params
+    params = [Param(k, str(v)[:6000]) for k, v in parameters.items() if k not in existing]
+    tags = [
+        RunTag("cellops.job.status", "succeeded" if failure is None else "failed"),
+        RunTag("cellops.job.output", str(output)),
+    ]
+    if failure is not None:
+        tags.append(RunTag("cellops.job.error", failure.describe()[:5000]))
+        tags.append(RunTag("cellops.job.transient", str(failure.transient).lower()))
+    client.log_batch(run_id, params=params, tags=tags)
+    import json
+
+    client.log_text(run_id, json.dumps(manifest, indent=1, default=str), MANIFEST_ARTIFACT)
+    if output.exists():
+        client.log_artifact(run_id, str(output), "notebook")
+    client.set_terminated(run_id, status="FINISHED" if failure is None else "FAILED")
+    return run_id
+
+
+def _step_outcomes(client: Any, run_id: str) -> tuple[dict[str, str], dict[str, float]]:
+    """Each step's state in the job, and the job's metrics (the last step's value wins)."""
+    run = client.get_run(run_id)
+    steps = client.search_runs(
+        [run.info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{run_id}' and tags.`cellops.kind` = 'step'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1000,
+    )
+    states, metrics = {}, {}
+    for step in steps:
+        states[step.data.tags.get("cellops.step", step.info.run_name)] = step.data.tags.get(
+            "cellops.state", ""
+        )
+        metrics.update({k: v for k, v in step.data.metrics.items() if not k.startswith("cellops.")})
+    return states, metrics
+
+
+def _log_metrics(client: Any, run_id: str, metrics: dict[str, float]) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+
+
+def _html_copy(notebook: Path) -> Path | None:
+    """An HTML copy beside the executed notebook (nbconvert), for people without Jupyter."""
+    if not notebook.exists():
+        return None
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    html = notebook.with_suffix(".html")
+    tmp = html.with_suffix(".html.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, html)
+    return html
