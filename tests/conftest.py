@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,93 @@ def run(shell, code: str):
 
 def python() -> str:
     return sys.executable
+
+
+# -- the store a test runs against ---------------------------------------------------------------
+
+STORES = ("sqlite", "server")
+
+
+_server: dict = {}
+
+
+def _uses_server(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return "mlflow_server" in getattr(item, "fixturenames", ()) or (
+        callspec is not None and callspec.params.get("store") == "server"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the MLflow server run last (in their order), so it starts while others run."""
+    items.sort(key=_uses_server)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Launch the MLflow server in the background when a collected test will need it."""
+    if any(_uses_server(item) for item in session.items):
+        from .mlflow_server import MlflowServer
+
+        _server["server"] = server = MlflowServer()
+        server.launch()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """A real `mlflow server` on 127.0.0.1 (HTTP store), started once per test session."""
+    from .mlflow_server import MlflowServer
+
+    server = _server.pop("server", None) or MlflowServer()
+    try:
+        server.launch()
+        server.wait_ready()
+        yield server.uri
+    finally:
+        server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop a server that was launched but never used (deselected, or the run was cut short)."""
+    server = _server.pop("server", None)
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite database with the schema already migrated, made once per session.
+
+    Creating the schema takes seconds; a test copies this file instead of migrating again.
+    """
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, project: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The tracking URI a test runs against: the project's SQLite store, or the server.
+
+    Request it before `ip` (or use `store_ip`), so MLFLOW_TRACKING_URI is set when cellops
+    loads. Only the parameter "sqlite": `@pytest.mark.parametrize("store", ["sqlite"],
+    indirect=True)`.
+    """
+    if request.param == "server":
+        uri = request.getfixturevalue("mlflow_server")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        return uri
+    from cellops.config import default_tracking_uri
+
+    uri = default_tracking_uri(project)
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(request.getfixturevalue("empty_mlflow_db"), db)
+    return uri
+
+
+@pytest.fixture
+def store_ip(store: str, request: pytest.FixtureRequest):
+    """`ip`, loaded after `store` chose the tracking store."""
+    return request.getfixturevalue("ip")

@@ -36,8 +36,8 @@ class ObjectStore:
         digest = file_digest(tmp)
         final = self._path(digest, codec)
         size = tmp.stat().st_size
-        if final.exists():
-            tmp.unlink()
+        if final.exists() and file_digest(final) == digest:
+            tmp.unlink()  # else a corrupted copy is there: replace it
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
