@@ -39,6 +39,8 @@ def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's own sig
     ipython.events.register("pre_run_cell", magics.pre_run_cell)
     ipython.events.register("post_run_cell", magics.post_run_cell)
     start_session(detect_notebook(ipython.user_ns))
+    for source in ipython.user_ns.get("In", []):  # papermill's cell may run before this one
+        magics.record_parameters(source)
     _loaded.update(shell=ipython, magics=magics)
 
 

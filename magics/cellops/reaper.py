@@ -15,12 +15,16 @@ from typing import Any
 
 
 def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (field 22 of /proc/PID/stat), or None if it is gone."""
+    """The kernel's start time of `pid` (field 22 of /proc/PID/stat), or None if it is gone.
+
+    A zombie (state Z: dead, not yet reaped, as orphans stay where PID 1 does not reap them)
+    counts as gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def owner_tags(pid: int | None = None) -> dict[str, str]:

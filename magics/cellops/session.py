@@ -135,7 +135,7 @@ class Session:
             from mlflow.entities import Param, RunTag
 
             run_id = self.run_future.result().run_id
-            params = [Param(k, str(v)[:6000]) for k, v in parameters.items()]
+            params = [Param(k, _param_text(v)[:6000]) for k, v in parameters.items()]
             tag = RunTag("cellops.papermill.parameters", json.dumps(self.parameters)[:5000])
             client.log_batch(run_id, params=params, tags=[tag])
 
@@ -156,6 +156,18 @@ class Session:
             self.tracker.flush(timeout=120)
         finally:
             self.tracker.close()
+
+
+def _param_text(source: str) -> str:
+    """A parameter's source as MLflow shows it: a string literal without its quotes, as the
+    job process and the step runs log it, so `params.label = 'x'` finds every run."""
+    import ast
+
+    try:
+        value = ast.literal_eval(source)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return str(source)
+    return value if isinstance(value, str) else str(source)
 
 
 def ensure_experiment(client: Any, settings: Settings, name: str) -> str:

@@ -52,18 +52,26 @@ class StepMagics(Magics):
 
     def pre_run_cell(self, info: Any) -> None:
         self._cell_id = getattr(info, "cell_id", None)
+        self.record_parameters(info.raw_cell or "")
+
+    def record_parameters(self, source: str) -> None:
+        """Record Papermill's parameters on the session run, when `source` is its cell."""
         session = current_session()
         if session is not None and session.notebook.runner == "papermill":
-            parameters = papermill_parameters(info.raw_cell or "")
+            parameters = papermill_parameters(source)
             if parameters:
                 session.record_parameters(parameters)
 
     def post_run_cell(self, result: Any) -> None:
         session = current_session()
-        if session is None or result.error_in_exec is None:
+        if session is None or session.notebook.runner != "papermill":
             return
-        if session.notebook.runner == "papermill":
+        if result.error_in_exec is not None:
             session.failed = True  # the job stops here: its session run ends FAILED
+        # Papermill asks the kernel to shut down right after the last cell and SIGTERMs it
+        # 2.5 s later (jupyter_client's shutdown_wait_time / 2), before atexit could flush:
+        # in a job, nobody waits on the cell's latency, so each cell's records are written now.
+        session.tracker.flush()
 
     # -- %%step -------------------------------------------------------------------------------
 

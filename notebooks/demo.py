@@ -1,0 +1,166 @@
+"""`make demo`: run the quickstart notebook twice with Papermill; the second run is cached.
+
+The repository is itself a cellops project (`[tool.cellops]` in its pyproject.toml), so the
+runs, the cache and the executed notebooks land in this checkout: `.cellops/` and `reports/`.
+Usage: `python notebooks/demo.py` from anywhere (the Makefile runs it from the repo root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "notebooks" / "quickstart.ipynb"
+REPORTS = REPO / "reports"
+LABEL = NOTEBOOK.relative_to(REPO).as_posix()
+
+
+def main() -> int:
+    from cellops.config import load_settings
+
+    settings = load_settings(NOTEBOOK.parent)
+    REPORTS.mkdir(exist_ok=True)
+    # Papermill's Python API gives the kernel no hint of which notebook it runs (its CLI does):
+    # CELLOPS_NOTEBOOK names it, as `cellops run` does, so the runs are filed under it.
+    os.environ["CELLOPS_NOTEBOOK"] = str(NOTEBOOK)
+    if _forget_earlier_cache(settings):
+        print("(the cache held the quickstart's steps from an earlier demo: cleared, so run 1")
+        print(" does the work again; the runs it recorded stay in the store)\n")
+
+    print(f"Running {LABEL} twice with Papermill, in {REPO}\n")
+    runs = []
+    for number in (1, 2):
+        output = REPORTS / f"quickstart-run{number}.ipynb"
+        print(f"run {number}: ", end="", flush=True)
+        result = _execute(output)
+        if result is None:
+            return 1
+        runs.append(result)
+        print(_describe(result, output))
+
+    first, second = runs
+    print(
+        f"\nsecond run: {first['wall'] / second['wall']:.1f}x faster for the whole notebook "
+        f"(kernel start-up and imports included),\n"
+        f"            {first['steps'] / max(second['steps'], 1e-3):.1f}x faster for the five "
+        "steps"
+    )
+    print("\nThe steps, as `cellops steps notebooks/quickstart.ipynb` shows them:\n")
+    _print_steps_table()
+    from cellops.views import ui_command
+
+    print("\nOpen every run, step, param and metric in the MLflow UI:\n")
+    print(f"  {ui_command(settings)}\n")
+    executed = [_relative(REPORTS / f"quickstart-run{n}.ipynb") for n in (1, 2)]
+    print(f"The executed notebooks: {executed[0]} and {executed[1]}")
+    return 0
+
+
+def _forget_earlier_cache(settings: Any) -> bool:
+    """Drop the cache entries of the quickstart's last steps, so run 1 starts cold."""
+    from cellops.cache import StepCache
+    from cellops.stepstate import load_step_states
+
+    cache = StepCache(settings.cache_dir)
+    keys = [state["key"] for state in load_step_states(settings, LABEL).values()]
+    known = [key for key in keys if cache.lookup(key) is not None]
+    for key in known:
+        cache.forget(key)
+    return bool(known)
+
+
+def _execute(output: Path) -> dict[str, Any] | None:
+    """Run the notebook; its summary, or None (with the reason printed) when it failed."""
+    import papermill
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    log = output.with_suffix(".log")
+    started = time.perf_counter()
+    try:
+        with _kernel_stderr_to(log):
+            nb = papermill.execute_notebook(
+                str(NOTEBOOK),
+                str(output),
+                kernel_name="python3",
+                cwd=str(REPO),
+                progress_bar=False,
+            )
+    except papermill.PapermillExecutionError as exc:
+        print(f"failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}")
+        print(f"  the executed notebook shows the error: {_relative(output)}")
+        print(f"  the kernel's log: {_relative(log)}")
+        return None
+    except NoSuchKernel:
+        print("no 'python3' Jupyter kernel; install one with: python -m pip install ipykernel")
+        return None
+    wall = time.perf_counter() - started
+    step_cells = [
+        cell
+        for cell in nb.cells
+        if cell.cell_type == "code" and cell.source.lstrip().startswith("%%step")
+    ]
+    cached = sum(
+        "cached: restored" in "".join(out.get("text", "")) for c in step_cells for out in c.outputs
+    )
+    steps = sum(cell.metadata.get("papermill", {}).get("duration") or 0.0 for cell in step_cells)
+    return {"wall": wall, "steps": steps, "n_steps": len(step_cells), "cached": cached}
+
+
+@contextlib.contextmanager
+def _kernel_stderr_to(log: Path) -> Iterator[None]:
+    """Send what the kernel prints on stderr (it inherits ours) to a log, not the terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log, "w") as fh:
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _describe(run: dict[str, Any], output: Path) -> str:
+    n, cached = run["n_steps"], run["cached"]
+    if cached == 0:
+        what = f"{n} steps executed"
+    elif cached == n:
+        what = f"{n} steps restored from the cache"
+    else:
+        what = f"{n - cached} steps executed, {cached} restored from the cache"
+    return f"{run['wall']:5.1f} s   {what} in {run['steps']:.1f} s   -> {_relative(output)}"
+
+
+def _print_steps_table() -> None:
+    script = Path(sys.executable).with_name("cellops")
+    command = (
+        [str(script)]
+        if script.exists()
+        else [sys.executable, "-c", "import cellops.cli as c; c.main()"]
+    )
+    done = subprocess.run(
+        [*command, "steps", str(NOTEBOOK)], cwd=REPO, capture_output=True, text=True
+    )
+    text = done.stdout if done.returncode == 0 else done.stderr
+    print("\n".join(f"  {line}" for line in text.rstrip().splitlines()))
+
+
+def _relative(path: Path) -> str:
+    try:
+        return path.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
+    sys.exit(130)
