@@ -7,26 +7,10 @@ from pathlib import Path
 import click
 
 from ._version import __version__
-from .errors import CellopsError, CellopsUsageError
+from .cli_common import Group, table
 
 
-class _Command(click.Command):
-    """Turns cellops' named errors into click's: a usage error exits 2, others 1."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except CellopsUsageError as exc:
-            raise click.UsageError(str(exc), ctx) from None
-        except CellopsError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-class _Group(click.Group):
-    command_class = _Command
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cellops")
 def cli() -> None:
     """cellops: tracked, cached, versioned notebook steps on MLflow.
@@ -92,7 +76,7 @@ def inspect_command(notebook: Path) -> None:
         )
         return
     rows = [(p.name, p.type_name, p.default_source, p.help) for p in spec.parameters.values()]
-    click.echo(_table(("parameter", "type", "default", "help"), rows))
+    click.echo(table(("parameter", "type", "default", "help"), rows))
 
 
 def _parameters(pairs: tuple[tuple[str, str], ...], file: Path | None) -> dict[str, object]:
@@ -226,7 +210,7 @@ def sweep_command(
     rows = result.rows()
     headers = list(dict.fromkeys(k for row in rows for k in row))
     table = [tuple("" if row.get(h) is None else row.get(h) for h in headers) for row in rows]
-    click.echo(_table(tuple(headers), [tuple(map(_cell, r)) for r in table]))
+    click.echo(table(tuple(headers), [tuple(map(_cell, r)) for r in table]))
     click.echo(f"sweep run: {result.parent_run_id}")
     if any(row["status"] != "ok" for row in rows):
         raise SystemExit(1)
@@ -256,7 +240,7 @@ def reproduce_command(run_id: str, allow_changes: bool, no_progress: bool) -> No
         (name, _cell(before), _cell(outcome.result.metrics.get(name, "")))
         for name, before in sorted(outcome.original_metrics.items())
     ]
-    click.echo(_table(("metric", f"run {run_id[:8]}", "reproduced"), rows))
+    click.echo(table(("metric", f"run {run_id[:8]}", "reproduced"), rows))
     if not outcome.result.ok:
         raise SystemExit(1)
 
@@ -281,16 +265,6 @@ def describe_job(result) -> str:  # noqa: ANN001 - a JobResult
         lines.append(f"html: {result.html}")
     if result.failure is not None:
         lines.append(f"error in {result.failure.describe()}")
-    return "\n".join(lines)
-
-
-def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(h), *(len(str(r[i])) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]  # fmt: skip
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
 
