@@ -209,8 +209,8 @@ def sweep_command(
     )
     rows = result.rows()
     headers = list(dict.fromkeys(k for row in rows for k in row))
-    table = [tuple("" if row.get(h) is None else row.get(h) for h in headers) for row in rows]
-    click.echo(table(tuple(headers), [tuple(map(_cell, r)) for r in table]))
+    cells = [tuple("" if row.get(h) is None else row.get(h) for h in headers) for row in rows]
+    click.echo(table(tuple(headers), [tuple(map(_cell, r)) for r in cells]))
     click.echo(f"sweep run: {result.parent_run_id}")
     if any(row["status"] != "ok" for row in rows):
         raise SystemExit(1)

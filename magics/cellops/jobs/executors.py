@@ -69,7 +69,7 @@ class DaskExecutor(Executor):
                 n_workers=workers or 2,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: sweeps side by side never clash
                 host="127.0.0.1",
             )
             self._client = Client(self._cluster)

@@ -53,9 +53,16 @@ def input_files(parameters: dict[str, Any], cwd: Path) -> dict[str, str]:
 
 
 def build_manifest(
-    notebook: Path, root: Path, parameters: dict[str, Any], cwd: Path
+    notebook: Path,
+    root: Path,
+    parameters: dict[str, Any],
+    cwd: Path,
+    defaults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`parameters` are the values given (replayed by resume and reproduce); the seed and the
+    input files come from the values the job ran with: given, else the notebook's defaults."""
     diff = _git_diff(root)
+    effective = {**(defaults or {}), **parameters}
     return {
         "notebook": notebook.resolve().relative_to(root).as_posix()
         if notebook.resolve().is_relative_to(root)
@@ -69,8 +76,9 @@ def build_manifest(
         "platform": platform.platform(),
         "packages": installed_packages(),
         "parameters": parameters,
-        "seed": parameters.get("seed"),
-        "input_files": input_files(parameters, cwd),
+        "defaults": defaults or {},
+        "seed": effective.get("seed"),
+        "input_files": input_files(effective, cwd),
     }
 
 
@@ -84,11 +92,12 @@ def compare(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
         differences.append("uncommitted changes differ from the recorded diff")
     if recorded.get("notebook_digest") != now.get("notebook_digest"):
         differences.append(f"notebook {recorded.get('notebook')} changed")
+    values = {**recorded.get("defaults", {}), **recorded.get("parameters", {})}
     for name, digest in recorded.get("input_files", {}).items():
         current = now.get("input_files", {}).get(name)
         if current != digest:
             what = "is missing" if current is None else "changed"
-            value = recorded.get("parameters", {}).get(name)
+            value = values.get(name)
             differences.append(f"input file {value} (parameter {name}) {what}")
     if recorded.get("python") != now.get("python"):
         differences.append(f"python: {recorded.get('python')} -> {now.get('python')}")

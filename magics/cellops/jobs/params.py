@@ -73,6 +73,10 @@ def inspect_parameters(path: Path, kernel_name: str | None = None) -> NotebookPa
     return NotebookParameters(path, has_cell, found)
 
 
+def parameter_defaults(path: Path, kernel_name: str | None = None) -> dict[str, Any]:
+    return {p.name: p.default for p in inspect_parameters(path, kernel_name).parameters.values()}
+
+
 def _literal(source: str) -> Any:
     try:
         return ast.literal_eval(source)
@@ -88,7 +92,8 @@ def check_parameters(
     for name, value in given.items():
         parameter = spec.parameters.get(name)
         if parameter is None:
-            if not allow_unknown:
+            # without a parameters cell nothing is declared: take every value, as papermill does
+            if spec.has_parameters_cell and not allow_unknown:
                 raise CellopsUsageError(_unknown_message(spec, name))
             checked[name] = _parse_free(value)
             continue

@@ -29,7 +29,7 @@ from ..reaper import owner_tags, reap_dead_runs
 from ..session import ensure_experiment, experiment_name_for
 from ..tracking import connect_checked
 from .manifest import MANIFEST_ARTIFACT, build_manifest
-from .params import check_parameters, inspect_parameters
+from .params import check_parameters, inspect_parameters, parameter_defaults
 
 
 @dataclass
@@ -146,7 +146,11 @@ def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellops-job") as background:
         # MLflow's imports and the store's set-up overlap with the kernel's start
         store: Future[tuple[Any, str]] = background.submit(_open_store, settings, notebook)
-        manifest = background.submit(build_manifest, notebook, settings.root, parameters, cwd)
+        defaults = parameter_defaults(notebook, request.kernel_name)
+        manifest = background.submit(
+            build_manifest, notebook, settings.root, parameters, cwd, defaults
+        )
+        exporter = background.submit(_html_exporter, notebook) if request.html else None
         attempts: list[Attempt] = []
         for number in range(1, request.retries + 2):
             output = output_dir / (
@@ -173,8 +177,8 @@ def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
         result.steps, result.metrics = _step_outcomes(client, result.run_id)
         if result.metrics:
             _log_metrics(client, result.run_id, result.metrics)
-        if request.html:
-            result.html = _html_copy(attempts[-1].output)
+        if exporter is not None:
+            result.html = _html_copy(attempts[-1].output, exporter.result())
             if result.html is not None:
                 client.log_artifact(result.run_id, str(result.html), "notebook")
         reap_dead_runs(client)  # steps of a kernel that died are still RUNNING
@@ -312,13 +316,28 @@ def _log_metrics(client: Any, run_id: str, metrics: dict[str, float]) -> None:
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
 
 
-def _html_copy(notebook: Path) -> Path | None:
+def _html_exporter(notebook: Path) -> Any:
+    """An HTMLExporter warmed up on the source notebook while the kernel works: nbconvert's
+    imports, template compilation and lexers otherwise cost about a second after the run."""
+    try:
+        from nbconvert import HTMLExporter
+
+        exporter = HTMLExporter()
+        exporter.from_filename(str(notebook))
+        return exporter
+    except Exception:  # _html_copy then starts afresh, as without the warm-up
+        return None
+
+
+def _html_copy(notebook: Path, exporter: Any = None) -> Path | None:
     """An HTML copy beside the executed notebook (nbconvert), for people without Jupyter."""
     if not notebook.exists():
         return None
-    from nbconvert import HTMLExporter
+    if exporter is None:
+        from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_filename(str(notebook))
+        exporter = HTMLExporter()
+    body, _ = exporter.from_filename(str(notebook))
     html = notebook.with_suffix(".html")
     tmp = html.with_suffix(".html.tmp")
     tmp.write_text(body, encoding="utf-8")
