@@ -1,4 +1,5 @@
-"""`make demo`: run the quickstart notebook twice with Papermill; the second run is cached.
+"""`make demo`: the quickstart twice with Papermill (the second run is cached), then the
+retraining notebook as a `cellops run` job.
 
 The repository is itself a cellops project (`[tool.cellops]` in its pyproject.toml), so the
 runs, the cache and the executed notebooks land in this checkout: `.cellops/` and `reports/`.
@@ -60,7 +61,32 @@ def main() -> int:
     print(f"  {ui_command(settings)}\n")
     executed = [_relative(REPORTS / f"quickstart-run{n}.ipynb") for n in (1, 2)]
     print(f"The executed notebooks: {executed[0]} and {executed[1]}")
-    return 0
+    return _retraining_job()
+
+
+def _retraining_job() -> int:
+    """Part 2: notebooks/retrain.ipynb as a job, on data generated for it."""
+    data = REPO / "data" / "transactions.parquet"
+    print("\n== The retraining job: `cellops run notebooks/retrain.ipynb` ==\n")
+    if not data.exists():
+        print(f"$ python notebooks/make_data.py   (writes {_relative(data)})")
+        made = subprocess.run([sys.executable, str(REPO / "notebooks" / "make_data.py")], cwd=REPO)
+        if made.returncode != 0:
+            return made.returncode
+    print("$ cellops run notebooks/retrain.ipynb --no-progress")
+    done = subprocess.run(
+        [*_cellops(), "run", "notebooks/retrain.ipynb", "--no-progress"],
+        cwd=REPO,
+        stderr=subprocess.DEVNULL,
+    )
+    return done.returncode
+
+
+def _cellops() -> list[str]:
+    script = Path(sys.executable).with_name("cellops")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import cellops.cli as c; c.main()"]
 
 
 def _forget_earlier_cache(settings: Any) -> bool:
@@ -140,14 +166,8 @@ def _describe(run: dict[str, Any], output: Path) -> str:
 
 
 def _print_steps_table() -> None:
-    script = Path(sys.executable).with_name("cellops")
-    command = (
-        [str(script)]
-        if script.exists()
-        else [sys.executable, "-c", "import cellops.cli as c; c.main()"]
-    )
     done = subprocess.run(
-        [*command, "steps", str(NOTEBOOK)], cwd=REPO, capture_output=True, text=True
+        [*_cellops(), "steps", str(NOTEBOOK)], cwd=REPO, capture_output=True, text=True
     )
     text = done.stdout if done.returncode == 0 else done.stderr
     print("\n".join(f"  {line}" for line in text.rstrip().splitlines()))
