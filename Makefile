@@ -32,7 +32,9 @@ format: $(STAMP)
 
 ## bench: every benchmark script; each prints its ratios against the peer tool
 bench: $(STAMP)
-	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@failed=0; for script in benchmarks/bench_*.py; do \
+		echo "== $$script"; $(BIN)/python $$script || failed=1; \
+	done; exit $$failed
 
 clean:
 	rm -rf $(VENV) .cellops reports/runs reports/*.ipynb reports/*.html
