@@ -12,10 +12,14 @@ import ast
 import inspect
 import os
 import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
+
+if TYPE_CHECKING:
+    from .statcache import StatCache
 
 _CHUNK = 1 << 20
 
@@ -41,7 +45,14 @@ def code_digest(source: str) -> str:
     return hash_strings("code", normalized)
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
+def file_digest(path: str | os.PathLike[str], cache: StatCache | None = None) -> str:
+    """xxh3 of the file's bytes; with `cache`, an unchanged file (same stat) is not read."""
+    if cache is not None:
+        return cache.digest(path, "xxh3", _read_digest)
+    return _read_digest(path)
+
+
+def _read_digest(path: str | os.PathLike[str]) -> str:
     h = xxhash.xxh3_128()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -49,16 +60,30 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def path_digest(path: str | os.PathLike[str]) -> str:
+def path_digest(path: str | os.PathLike[str], cache: StatCache | None = None) -> str:
     """Digest of a file, or of a folder as its sorted relative paths and file digests."""
     path = Path(path)
     if path.is_file():
-        return file_digest(path)
+        return file_digest(path, cache)
     h = xxhash.xxh3_128()
-    for child in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(child.relative_to(path).as_posix().encode() + b"\0")
-        h.update(file_digest(child).encode())
+    for parts, child in sorted(_files_under(os.path.abspath(path), ())):
+        h.update("/".join(parts).encode() + b"\0")
+        h.update(file_digest(child, cache).encode())
     return h.hexdigest()
+
+
+def _files_under(folder: str, prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(relative parts, path) of the files below `folder`; sorted, the order of sorted(rglob)."""
+    try:
+        entries = os.scandir(folder)
+    except (FileNotFoundError, NotADirectoryError):  # as rglob: nothing below
+        return
+    with entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _files_under(entry.path, (*prefix, entry.name))
+            elif entry.is_file():
+                yield (*prefix, entry.name), entry.path
 
 
 def value_digest(value: Any) -> str:

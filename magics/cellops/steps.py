@@ -21,6 +21,7 @@ from typing import Any
 from . import recording
 from .analysis import analyze_cell
 from .cache import FORMAT_VERSION, CacheEntry, StepCache
+from .data import hooks as data_hooks
 from .errors import (
     CellopsUsageError,
     CorruptObjectError,
@@ -31,6 +32,7 @@ from .hashing import code_digest, hash_strings, path_digest, value_digest
 from .notebook import STEP_NAME, read_step_cells
 from .objects import ObjectStore
 from .session import ActiveStep, Session
+from .statcache import stat_cache_for
 from .stepstate import save_step_state
 
 IGNORED_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "display"}
@@ -128,6 +130,7 @@ def plan_step(session: Session, spec: StepSpec, namespace: dict[str, Any]) -> St
         if name in namespace and (name in spec.params or _is_scalar(namespace[name]))
     }
     files_in = {}
+    stat_cache = stat_cache_for(session.settings.state_dir)
     for raw in spec.files_in:
         path = _project_path(session, raw)
         if not path.exists():
@@ -135,8 +138,9 @@ def plan_step(session: Session, spec: StepSpec, namespace: dict[str, Any]) -> St
                 f"step '{spec.name}': --files-in {raw!r} does not exist "
                 f"(looked for {path}); check the path or create the file first"
             )
-        files_in[_label(session, path)] = path_digest(path)
-    files_out = [_label(session, _project_path(session, raw)) for raw in spec.files_out]
+        files_in[_label(session, path)] = path_digest(path, stat_cache)
+    stat_cache.save()
+    files_out = [_label(session, _output_path(session, spec, raw)) for raw in spec.files_out]
     upstream = {
         session.producers[name]: session.last_keys[session.producers[name]]
         for name in inputs
@@ -162,6 +166,17 @@ def _is_scalar(value: Any) -> bool:
 def _project_path(session: Session, raw: str) -> Path:
     path = Path(raw)
     return (path if path.is_absolute() else Path(os.getcwd()) / path).resolve()
+
+
+def _output_path(session: Session, spec: StepSpec, raw: str) -> Path:
+    path = _project_path(session, raw)
+    root = session.settings.root
+    if path == root or not path.is_relative_to(root):
+        raise CellopsUsageError(
+            f"step '{spec.name}': --files-out {raw!r} is outside the project ({path} is not "
+            f"under {root}), so it cannot be cached or versioned; write it inside the project"
+        )
+    return path
 
 
 def _label(session: Session, path: Path) -> str:
@@ -219,6 +234,7 @@ def run_step(
     check_step_name(session, spec)
     _ensure_store(session)
     plan = plan_step(session, spec, namespace)
+    data_hooks.before_step(session, spec.name, plan)
     store = ObjectStore(session.settings.objects_dir)
     cache = StepCache(session.settings.cache_dir)
     if spec.use_cache and not spec.force:
@@ -262,6 +278,7 @@ def _restore(session, spec, plan, entry: CacheEntry, store, namespace) -> StepOu
         texts=_texts(spec, plan, entry.output_digests, entry.files_out),
     )
     recording.finish_step_run(session, run_future, record)
+    data_hooks.after_step(session, spec.name, plan, run_future)
     _remember(session, spec, plan, "cached", entry.duration_s, entry.metrics, run_future)
     return StepOutcome(spec.name, plan.key, True, None, restored, entry.run_id, entry.duration_s)
 
@@ -340,6 +357,7 @@ def _execute(session, spec, plan, store, cache, namespace, execute) -> StepOutco
     )
     record.metrics.append(("cellops.duration_s", duration, 0))
     recording.finish_step_run(session, run_future, record)
+    data_hooks.after_step(session, spec.name, plan, run_future)
     all_metrics = {k: v for k, v, _ in active.metrics} | metrics
     if cacheable:
         entry = CacheEntry(
