@@ -1,0 +1,1 @@
+"""ipywidgets views over the core: no logic of their own."""
