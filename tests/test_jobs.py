@@ -384,10 +384,7 @@ def test_a_notebook_without_parameters_cell_gets_them_in_a_new_first_cell(
     project: Path, empty_mlflow_db: Path
 ) -> None:
     client = prepare(project, empty_mlflow_db, "no_params.ipynb")
-    refused = cellops("run", "no_params.ipynb", "-p", "x", "7", "--no-progress")
-    assert refused.exit_code == 2
-    assert "none (the notebook has no parameters cell)" in refused.output
-
+    # nothing is declared, so nothing is unknown: every -p is taken, as papermill does
     result = cellops("run", "no_params.ipynb", "-p", "x", "7", "--no-progress")
     assert result.exit_code == 0, result.output
     line = job_line(result.stdout)
@@ -511,6 +508,8 @@ def _template_project(project: Path, template_db: Path) -> MlflowClient:
     (project / "notebooks").mkdir()
     for name in ("retrain.ipynb", "make_data.py"):
         shutil.copy(REPO / "notebooks" / name, project / "notebooks" / name)
+    with (project / "pyproject.toml").open("a") as fh:
+        fh.write('\n[tool.cellops.models.fraud]\ngate = ["f1 >= 0", "auc >= champion.auc - 1"]\n')
     return prepare(project, template_db)
 
 
@@ -526,9 +525,11 @@ def test_retrain_runs_as_a_job_on_generated_data_and_under_plain_papermill(
     assert (project / "data" / "transactions.parquet").is_file()
 
     result = cellops("run", "notebooks/retrain.ipynb", "-p", "n_estimators", "30",
-                     "--no-progress")  # fmt: skip
+                     "--require-promotion", "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "ran: load, validate, train, evaluate" in result.output
+    assert "fraud v1 PROMOTED to champion" in result.output  # the first model: absolute gate
+    assert str(client.get_model_version_by_alias("fraud", "champion").version) == "1"
     run = client.get_run(job_line(result.stdout)["run"])
     metrics = run.data.metrics
     for name in ("f1", "auc", "precision", "recall"):
@@ -555,7 +556,8 @@ def test_retrain_runs_as_a_job_on_generated_data_and_under_plain_papermill(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     executed = nbformat.read(project / "reports" / "plain.ipynb", as_version=4)
-    shown = executed.cells[-1].outputs[0]["data"]["text/plain"]
+    scores = next(c for c in executed.cells if c.source.startswith("scores.round"))
+    shown = scores.outputs[0]["data"]["text/plain"]
     assert "auc" in shown and "recall" in shown
     plain = runs_where(client, "notebooks/retrain", "tags.`cellops.kind` = 'session'")
     assert len(plain) == 1 and plain[0].info.status == "FINISHED"

@@ -5,9 +5,16 @@ Heavy libraries (mlflow, pandas, sklearn) are imported only where they are used,
 cellops and loading the extension stay fast.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
+from .data.track import track_file
 from .errors import CellopsError, CellopsUsageError, StoreUnreachableError
 from .fluent import current_run, log_artifact, log_metric, log_param
+
+if TYPE_CHECKING:
+    from .registry.promote import PromotionOutcome
+    from .registry.register import RegisteredVersion
 
 __all__ = [
     "CellopsError",
@@ -19,10 +26,40 @@ __all__ = [
     "log_artifact",
     "log_metric",
     "log_param",
+    "promote",
+    "register_model",
+    "track_file",
     "unload_ipython_extension",
 ]
 
 _loaded: dict = {}
+
+
+def register_model(
+    model: Any,
+    name: str,
+    X_sample: Any = None,  # noqa: N803
+    metrics: dict[str, float] | None = None,
+    **options: Any,
+) -> "RegisteredVersion":
+    """Register `model` as a new version of `name`, with the alias `challenger`.
+
+    Logged with its MLflow flavour (scikit-learn, else pyfunc), a signature and input example
+    from `X_sample`, pinned requirements, and links to the running step's run and the data the
+    session's steps read. Options: `data=[paths]`, `tags={...}`, `description=...`.
+    """
+    from .registry.register import register_model as register
+
+    return register(model, name, X_sample, metrics, **options)
+
+
+def promote(name: str, version: str | int | None = None, **options: Any) -> "PromotionOutcome":
+    """Run the gate of `name` on `version` (default `@challenger`); move `@champion` if it
+    passes. Options: `gate=[...]`, `holdout=path | DataFrame | (X, y)`, `label=`,
+    `force=True, reason=...`, `dry_run=True`."""
+    from .registry.promote import promote as run_gate
+
+    return run_gate(name, version, **options)
 
 
 def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's own signature

@@ -136,10 +136,15 @@ def _parameters(pairs: tuple[tuple[str, str], ...], file: Path | None) -> dict[s
     type=click.FloatRange(0, min_open=True),
     help="Seconds a cell may run before the attempt fails (transient).",
 )
+@click.option(
+    "--require-promotion",
+    is_flag=True,
+    help="Exit 1 unless the job promoted a model through its gate (for CI).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run_command(
     notebook: Path | None, pairs, parameters_file, resume, allow_unknown, kernel, cwd,
-    retries, retry_delay, retry_on_error, timeout, no_progress,
+    retries, retry_delay, retry_on_error, timeout, require_promotion, no_progress,
 ) -> None:  # fmt: skip
     """Execute NOTEBOOK with Papermill as a tracked job.
 
@@ -166,7 +171,16 @@ def run_command(
     )  # fmt: skip
     result = run_job(request)
     click.echo(describe_job(result))
+    from .config import load_settings
+    from .registry.jobs import job_promotions
+
+    promotions = job_promotions(result.job_id, load_settings(result.notebook.parent))
+    if promotions.attempted or require_promotion:
+        click.echo("\n".join(promotions.lines()))
     if not result.ok:
+        raise SystemExit(1)
+    if require_promotion and not promotions.promoted:
+        click.echo("--require-promotion: no model was promoted", err=True)
         raise SystemExit(1)
 
 
@@ -277,3 +291,19 @@ def _relative(path: Path, root: Path) -> str:
 
 def main() -> None:
     cli()
+
+
+from .cli_data import export_group, init_command, lineage_command, pull_command, push_command  # noqa: E402
+
+cli.add_command(init_command)
+cli.add_command(export_group)
+cli.add_command(push_command)
+cli.add_command(pull_command)
+cli.add_command(lineage_command)
+
+from .cli_registry import history_command, models_command, promote_command, rollback_command  # noqa: E402
+
+cli.add_command(promote_command)
+cli.add_command(rollback_command)
+cli.add_command(history_command)
+cli.add_command(models_command)

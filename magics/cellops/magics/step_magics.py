@@ -18,6 +18,7 @@ from ..errors import CellopsError
 from ..notebook import papermill_parameters
 from ..session import current_session, ensure_session
 from ..steps import StepSpec, StepWarning, run_step
+from . import registry_magic
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -182,9 +183,20 @@ class StepMagics(Magics):
             %cellops status     # this notebook's steps: fresh, cached, stale, failed, never run
             %cellops store      # where runs are recorded, and the `mlflow ui` command for it
             %cellops flush      # wait until every pending write reached the store
+            %cellops lineage    # the step graph: input files and params, steps, output files
+            %cellops register model --name fraud --sample X_test --metrics f1,auc
+                                # a new version of the model, with the alias challenger
+            %cellops models [NAME]  # the registry panel: versions, aliases, gate, promote
         """
         command = line.strip().split()[0] if line.strip() else ""
-        handlers = {"status": self._status, "store": self._store, "flush": self._flush}
+        handlers = {
+            "status": self._status,
+            "store": self._store,
+            "flush": self._flush,
+            "lineage": self._lineage,
+            "register": lambda: registry_magic.register(self.shell, _rest(line)),
+            "models": lambda: registry_magic.models(self.shell, _rest(line)),
+        }
         if command not in handlers:
             raise UsageError(
                 f"unknown %cellops command {command!r}; use one of: {', '.join(handlers)} "
@@ -208,6 +220,23 @@ class StepMagics(Magics):
     def _flush(self) -> None:
         ensure_session().tracker.flush()
         print("all step records written")
+
+    def _lineage(self) -> Any:
+        from IPython.display import SVG
+
+        from ..data.graph import notebook_graph
+        from ..views import session_statuses
+        from ..widgets.lineage import lineage_svg
+
+        session = ensure_session()
+        graph = notebook_graph(session.settings, session.notebook.path, session.notebook_label)
+        states = {s.name: s.state for s in session_statuses(session, self.shell.user_ns)}
+        return SVG(data=lineage_svg(graph, states))
+
+
+def _rest(line: str) -> str:
+    """The arguments after the %cellops subcommand."""
+    return line.strip().partition(" ")[2].strip()
 
 
 def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
