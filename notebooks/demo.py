@@ -65,20 +65,36 @@ def main() -> int:
 
 
 def _retraining_job() -> int:
-    """Part 2: notebooks/retrain.ipynb as a job, on data generated for it."""
+    """Part 2: notebooks/retrain.ipynb as a job, through the promotion gate, three times."""
     data = REPO / "data" / "transactions.parquet"
-    print("\n== The retraining job: `cellops run notebooks/retrain.ipynb` ==\n")
+    print("\n== Retraining jobs and the promotion gate of model 'fraud' ==")
+    print("   (the gate is [tool.cellops.models.fraud] in pyproject.toml)\n")
     if not data.exists():
         print(f"$ python notebooks/make_data.py   (writes {_relative(data)})")
         made = subprocess.run([sys.executable, str(REPO / "notebooks" / "make_data.py")], cwd=REPO)
         if made.returncode != 0:
             return made.returncode
-    print("$ cellops run notebooks/retrain.ipynb --no-progress")
-    done = subprocess.run(
-        [*_cellops(), "run", "notebooks/retrain.ipynb", "--no-progress"],
-        cwd=REPO,
-        stderr=subprocess.DEVNULL,
-    )
+    cycle = [
+        ("a logistic regression", ["-p", "model_kind", "logreg"]),
+        ("the same, badly under-fitted (C=0.0001): the gate should refuse it",
+         ["-p", "model_kind", "logreg", "-p", "C", "0.0001"]),
+        ("gradient-boosted trees: better, so promoted", ["-p", "model_kind", "hist_gb"]),
+    ]  # fmt: skip
+    for what, parameters in cycle:
+        print(f"-- {what}")
+        if _show("run", "notebooks/retrain.ipynb", *parameters, "--no-progress") != 0:
+            return 1
+    print("-- a bad promotion is undone in one command")
+    _show("rollback", "fraud", "--reason", "demo: undo the last promotion")
+    print("-- the audit trail (also in the MLflow UI, experiment cellops-registry-events)")
+    _show("history", "fraud", "-n", "8")
+    return 0
+
+
+def _show(*arguments: str) -> int:
+    print("$ cellops " + " ".join(arguments))
+    done = subprocess.run([*_cellops(), *arguments], cwd=REPO, stderr=subprocess.DEVNULL)
+    print()
     return done.returncode
 
 
