@@ -119,8 +119,8 @@ def _feed(h: xxhash.xxh3_128, value: Any, depth: int) -> None:
         _feed_array(h, value)
     elif _is_pandas(value):
         _feed_pandas(h, value)
-    elif isinstance(value, (types.FunctionType, type)) and _defined_interactively(value):
-        h.update(_source_of(value).encode())
+    elif isinstance(value, (types.FunctionType, type)):
+        h.update(_source_of(value).encode())  # the notebook's or the project's own code
     else:
         h.update(_pickled(value))
 
@@ -164,10 +164,6 @@ def _feed_pandas(h: xxhash.xxh3_128, obj: Any) -> None:
         h.update(_pickled(obj))
         return
     h.update(memoryview(rows).cast("B"))
-
-
-def _defined_interactively(obj: Any) -> bool:
-    return getattr(obj, "__module__", None) == "__main__"
 
 
 def _source_of(obj: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import traceback
 import types
@@ -117,7 +118,7 @@ def plan_step(session: Session, spec: StepSpec, namespace: dict[str, Any]) -> St
     for name in reads:
         if name in IGNORED_NAMES or name.startswith("_") or name not in namespace:
             continue
-        if isinstance(namespace[name], types.ModuleType):
+        if _is_library_code(namespace[name], session.settings.root):
             continue
         inputs[name] = value_digest(namespace[name])
     outputs = (
@@ -157,6 +158,21 @@ def plan_step(session: Session, spec: StepSpec, namespace: dict[str, Any]) -> St
         json.dumps(sorted(files_out)),
     )
     return StepPlan(inputs, outputs, params, files_in, files_out, upstream, digest, key)
+
+
+def _is_library_code(value: Any, root: Path) -> bool:
+    """Modules, and functions and classes imported from installed packages, are not inputs:
+    they belong to the environment (the job manifest records package versions). Those defined
+    in the notebook or in the project's own modules are, and count by their source."""
+    if isinstance(value, types.ModuleType):
+        return True
+    if not isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
+        return False
+    module = sys.modules.get(getattr(value, "__module__", None) or "")
+    if module is None or module.__name__ == "__main__":
+        return False
+    source = getattr(module, "__file__", None)
+    return source is None or not Path(source).resolve().is_relative_to(root)
 
 
 def _is_scalar(value: Any) -> bool:

@@ -6,6 +6,7 @@ under the `cellops.executors` entry-point group.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from typing import Any
@@ -61,6 +62,11 @@ class DaskExecutor(Executor):
     def __init__(self, workers: int | None = None, scheduler: str | None = None):
         from dask.distributed import Client, LocalCluster
 
+        main = sys.modules.get("__main__")
+        if main is not None and not hasattr(main, "__spec__"):
+            # IPython's user module (a sweep started from a notebook) lacks it, and
+            # multiprocessing's spawn, which starts the workers, reads it
+            main.__spec__ = None
         if scheduler:
             self._cluster = None
             self._client = Client(scheduler)
