@@ -11,7 +11,6 @@ lost. MLflow's own async logging is no shortcut: its `end_run` waits about a sec
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import threading
 import time
@@ -20,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ._process import file_lock
 from .config import Settings
 from .errors import StoreUnreachableError
 
@@ -64,13 +64,8 @@ class Tracker:
         if not self.uri.startswith("sqlite:///"):
             yield
             return
-        lock_path = Path(self.uri[len("sqlite:///") :] + ".lock")
-        with open(lock_path, "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(Path(self.uri[len("sqlite:///") :] + ".lock")):
+            yield
 
     # -- background writes --------------------------------------------------------------------
 

@@ -11,17 +11,16 @@ timeout is transient and retried up to `retries` times, each attempt its own rec
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import secrets
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._process import environment
 from ..config import Settings, load_settings
 from ..errors import CellopsUsageError
 from ..notebook import NotebookInfo, parse_step_line
@@ -193,21 +192,6 @@ def _open_store(settings: Settings, notebook: Path) -> tuple[Any, str]:
     return client, ensure_experiment(client, settings, name)
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """The kernel inherits this process's environment: set the job's variables around it."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _execute(request, notebook, output, parameters, cwd, job_id, number) -> JobFailure | None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -223,7 +207,7 @@ def _execute(request, notebook, output, parameters, cwd, job_id, number) -> JobF
     if request.cell_timeout:
         engine_kwargs["execution_timeout"] = request.cell_timeout
     try:
-        with _environment(env):
+        with environment(**env):
             papermill.execute_notebook(
                 str(notebook),
                 str(output),

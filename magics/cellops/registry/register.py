@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._process import environment
 from ..errors import CellopsUsageError
 from ..recording import as_metric
 from .requirements import model_requirements
@@ -32,7 +33,6 @@ from .store import (
     TAG_METRICS,
     RegistryStore,
     check_model_name,
-    environment,
     is_missing,
     open_store,
 )

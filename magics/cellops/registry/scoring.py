@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._process import environment
 from ..errors import CellopsUsageError
-from .store import environment
 
 CLASSIFIER_METRICS = ("f1", "precision", "recall", "accuracy", "auc")
 REGRESSOR_METRICS = ("rmse", "mae", "r2")

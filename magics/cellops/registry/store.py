@@ -9,7 +9,6 @@ processes promoting at once wait for each other instead of failing.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import time
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._process import file_lock
 from ..config import Settings, load_settings
 from ..errors import CellopsUsageError
 
@@ -106,12 +106,8 @@ class RegistryStore:
         folder = self.settings.state_dir / "locks"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"registry-{_safe(name)}.lock"
-        with open(path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(path):
+            yield
 
 
 def _safe(name: str) -> str:
@@ -188,18 +184,3 @@ def job_context() -> dict[str, str]:
 def project_path(settings: Settings, raw: str | os.PathLike[str]) -> Path:
     path = Path(raw)
     return path if path.is_absolute() else settings.root / path
-
-
-@contextlib.contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Set environment variables around a block (MLflow reads its switches from there)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
