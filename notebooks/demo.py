@@ -75,25 +75,32 @@ def _retraining_job() -> int:
         if made.returncode != 0:
             return made.returncode
     cycle = [
-        ("a logistic regression", ["-p", "model_kind", "logreg"]),
+        ("a strongly regularized logistic regression (C=0.01)",
+         ["-p", "model_kind", "logreg", "-p", "C", "0.01"]),
         ("the same, badly under-fitted (C=0.0001): the gate should refuse it",
          ["-p", "model_kind", "logreg", "-p", "C", "0.0001"]),
-        ("gradient-boosted trees: better, so promoted", ["-p", "model_kind", "hist_gb"]),
+        ("gradient-boosted trees: better by the gate's margin, so promoted",
+         ["-p", "model_kind", "hist_gb"]),
     ]  # fmt: skip
     for what, parameters in cycle:
         print(f"-- {what}")
         if _show("run", "notebooks/retrain.ipynb", *parameters, "--no-progress") != 0:
             return 1
     print("-- a bad promotion is undone in one command")
-    _show("rollback", "fraud", "--reason", "demo: undo the last promotion")
+    _show("rollback", "fraud", "--reason", "demo: undo the last promotion", quiet=False)
     print("-- the audit trail (also in the MLflow UI, experiment cellops-registry-events)")
-    _show("history", "fraud", "-n", "8")
+    _show("history", "fraud", "-n", "8", quiet=False)
+    print("(run `make demo` again and the models are judged against the champion it left)")
     return 0
 
 
-def _show(*arguments: str) -> int:
-    print("$ cellops " + " ".join(arguments))
-    done = subprocess.run([*_cellops(), *arguments], cwd=REPO, stderr=subprocess.DEVNULL)
+def _show(*arguments: str, quiet: bool = True) -> int:
+    """Run a cellops command; `quiet` hides the kernel's own log lines on stderr."""
+    shown = " ".join(f"'{a}'" if " " in a else a for a in arguments)
+    print(f"$ cellops {shown}")
+    done = subprocess.run(
+        [*_cellops(), *arguments], cwd=REPO, stderr=subprocess.DEVNULL if quiet else None
+    )
     print()
     return done.returncode
 
