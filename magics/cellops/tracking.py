@@ -53,6 +53,8 @@ class Tracker:
 
         if self.uri.startswith("sqlite:///"):
             Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        # its "Creating initial MLflow database tables..." lines would land in the user's cell
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         with self._store_lock():
             client = MlflowClient(tracking_uri=self.uri)
             client.search_experiments(max_results=1)  # creates or migrates the schema now
