@@ -54,6 +54,14 @@ def remove_project(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def finish_project(root: Path, keep: bool) -> None:
+    """Keep the temporary project (and say where) or remove it."""
+    if keep:
+        print(f"kept {root}")
+    else:
+        remove_project(root)
+
+
 def median_ms(seconds: list[float]) -> float:
     return statistics.median(seconds) * 1000
 

@@ -28,10 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (
     clean_env,
+    finish_project,
     isolate_process,
     make_project,
     median_ms,
-    remove_project,
     verdict,
 )
 
@@ -333,10 +333,7 @@ def main() -> int:
             bench_notebook(root, [tuple(p) for p in args.params])
     finally:
         os.chdir(here)
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            remove_project(root)
+        finish_project(root, args.keep)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import GIT_ENV, clean_env, make_project, remove_project, spread_ms, verdict
+from _common import GIT_ENV, clean_env, finish_project, make_project, spread_ms, verdict
 
 GOAL = 1.3  # `cellops run` within 1.3x the plain papermill command
 BIN = Path(sys.executable).parent
@@ -228,10 +228,7 @@ def main() -> int:
         if args.profile:
             profile(root, seed)
     finally:
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            remove_project(root)
+        finish_project(root, args.keep)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

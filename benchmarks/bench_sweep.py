@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import GIT_ENV, clean_env, make_project, remove_project, verdict
+from _common import GIT_ENV, clean_env, finish_project, make_project, verdict
 
 GOAL = 1.7  # the sweep on 2 workers at least 1.7x faster than one job after another
 BIN = Path(sys.executable).parent
@@ -207,10 +207,7 @@ def main() -> int:
         if (os.cpu_count() or 0) < args.workers:
             print(f"  note: {os.cpu_count()} CPU(s) for {args.workers} workers")
     finally:
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            remove_project(root)
+        finish_project(root, args.keep)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

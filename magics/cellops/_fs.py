@@ -20,10 +20,16 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
     tmp = temp_path_beside(target)
     try:
         tmp.write_bytes(data)
+        # mkstemp makes the file 0600: keep the target's mode, or give a new file the usual one
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    atomic_write_bytes(target, text.encode())
 
 
 def atomic_write_json(target: Path, payload: Any) -> None:

@@ -131,7 +131,7 @@ def plan_step(session: Session, spec: StepSpec, namespace: dict[str, Any]) -> St
         if name in namespace and (name in spec.params or _is_scalar(namespace[name]))
     }
     files_in = {}
-    stat_cache = stat_cache_for(session.settings.state_dir)
+    stat_cache = stat_cache_for(session.settings.state_dir) if spec.files_in else None
     for raw in spec.files_in:
         path = _project_path(session, raw)
         if not path.exists():
@@ -140,7 +140,8 @@ def plan_step(session: Session, spec: StepSpec, namespace: dict[str, Any]) -> St
                 f"(looked for {path}); check the path or create the file first"
             )
         files_in[_label(session, path)] = path_digest(path, stat_cache)
-    stat_cache.save()
+    if stat_cache is not None:
+        stat_cache.save()
     files_out = [_label(session, _output_path(session, spec, raw)) for raw in spec.files_out]
     upstream = {
         session.producers[name]: session.last_keys[session.producers[name]]

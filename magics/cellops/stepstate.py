@@ -14,9 +14,13 @@ from ._fs import atomic_write_json, read_json
 from .config import Settings
 
 
+def notebook_slug(notebook_label: str) -> str:
+    """A notebook's project-relative path as one safe file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "__", notebook_label).strip("_") or "interactive"
+
+
 def _folder(settings: Settings, notebook_label: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "__", notebook_label).strip("_") or "interactive"
-    return settings.steps_state_dir / safe
+    return settings.steps_state_dir / notebook_slug(notebook_label)
 
 
 def save_step_state(settings: Settings, notebook_label: str, state: dict[str, Any]) -> None:

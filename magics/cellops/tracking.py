@@ -45,29 +45,8 @@ class Tracker:
         """An `MlflowClient` on the project's store (mlflow is imported here, not at import)."""
         with self._client_lock:
             if self._client is None:
-                self._client = self._connect()
+                self._client = open_client(self.uri)
             return self._client
-
-    def _connect(self) -> Any:
-        from mlflow.tracking import MlflowClient
-
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        # its "Creating initial MLflow database tables..." lines would land in the user's cell
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-        with self._store_lock():
-            client = MlflowClient(tracking_uri=self.uri)
-            client.search_experiments(max_results=1)  # creates or migrates the schema now
-        return client
-
-    @contextlib.contextmanager
-    def _store_lock(self) -> Iterator[None]:
-        """Serialize schema creation between processes sharing a new SQLite store."""
-        if not self.uri.startswith("sqlite:///"):
-            yield
-            return
-        with file_lock(Path(self.uri[len("sqlite:///") :] + ".lock")):
-            yield
 
     # -- background writes --------------------------------------------------------------------
 
@@ -151,16 +130,37 @@ def _check_http(uri: str) -> None:
         raise StoreUnreachableError(uri, _reason(getattr(exc, "reason", exc))) from None
 
 
+def open_client(uri: str) -> Any:
+    """An `MlflowClient` on `uri` whose schema exists (mlflow is imported here, not at import)."""
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    # its "Creating initial MLflow database tables..." lines would land in the user's cell
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # creates or migrates the schema now
+    return client
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialize schema creation between processes sharing a new SQLite store."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with file_lock(Path(uri[len("sqlite:///") :] + ".lock")):
+        yield
+
+
 def connect_checked(settings: Settings) -> Any:
     """An MlflowClient for a one-off reader (the CLI), with a clear error if unreachable."""
-    tracker = Tracker(settings)
     try:
         if settings.tracking_uri.startswith(("http://", "https://")):
             _check_http(settings.tracking_uri)
-        return tracker.client
+        return open_client(settings.tracking_uri)
     except StoreUnreachableError:
         raise
     except Exception as exc:
         raise StoreUnreachableError(settings.tracking_uri, _reason(exc)) from None
-    finally:
-        tracker.close()

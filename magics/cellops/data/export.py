@@ -14,14 +14,17 @@ whose step's last run matches the current notebook, parameters and input files i
 from __future__ import annotations
 
 import ast
+import io
 import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._fs import atomic_write_text
 from ..config import Settings
 from ..errors import CellopsUsageError
+from ..jobs.params import load_parameter_file
 from . import dvc
 from .graph import GraphStep, StepGraph, graph_from_notebook
 
@@ -120,14 +123,7 @@ def _write_params(path: Path, spec: Any, notebook: str, report: ExportReport) ->
     """The parameter values in the params file, after adding the notebook's missing ones."""
     import yaml
 
-    existing: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            existing = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise CellopsUsageError(f"{path} is not valid YAML: {exc}") from None
-        if not isinstance(existing, dict):
-            raise CellopsUsageError(f"{path} must map parameter names to values")
+    existing = load_parameter_file(path) if path.is_file() else {}
     foreign = sorted(set(existing) - set(spec.parameters))
     if foreign:
         raise CellopsUsageError(
@@ -147,7 +143,7 @@ def _write_params(path: Path, spec: Any, notebook: str, report: ExportReport) ->
         report.params_added.append(name)
     if report.params_added or not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(values, sort_keys=False, default_flow_style=False))
+        atomic_write_text(path, yaml.safe_dump(values, sort_keys=False, default_flow_style=False))
     return values
 
 
@@ -203,8 +199,9 @@ def _write_dvc_yaml(path: Path, notebook: str, stages: dict[str, dict]) -> list[
         del existing[name]
     for name, stage in stages.items():
         existing[name] = stage
-    with open(path, "w") as fh:
-        yaml.dump(document, fh)
+    text = io.StringIO()
+    yaml.dump(document, text)
+    atomic_write_text(path, text.getvalue())
     return removed
 
 

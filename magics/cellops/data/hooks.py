@@ -11,7 +11,6 @@ the session's tracker thread like every MLflow write.
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from .._fs import atomic_write_json, read_json
 from ..config import Settings
 from ..errors import CellopsError, CellopsUsageError
 from ..statcache import stat_cache_for
+from ..stepstate import notebook_slug
 from . import dvc
 from .dvchash import dvc_md5
 
@@ -51,8 +51,7 @@ def remember_written(settings: Settings, hashes: dict[str, str]) -> None:
 
 
 def _steps_file(settings: Settings, notebook_label: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "__", notebook_label).strip("_") or "interactive"
-    return _data_dir(settings) / "steps" / f"{safe}.json"
+    return _data_dir(settings) / "steps" / f"{notebook_slug(notebook_label)}.json"
 
 
 def step_files(settings: Settings, notebook_label: str) -> dict[str, dict[str, Any]]:

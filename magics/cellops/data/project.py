@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._fs import atomic_write_text
 from ..config import _tool_table
 from ..errors import CellopsError, CellopsUsageError
 from . import dvc
@@ -70,11 +71,12 @@ def _settings_table(root: Path, report: InitReport) -> None:
         if "[tool.cellops]" in text:  # present, but the file does not parse: leave it alone
             raise CellopsUsageError(f"{pyproject} is not valid TOML; fix it, then run again")
         separator = "" if not text or text.endswith("\n") else "\n"
-        pyproject.write_text(f"{text}{separator}\n[tool.cellops]\n")
+        atomic_write_text(pyproject, f"{text}{separator}\n[tool.cellops]\n")
         report.done.append("added [tool.cellops] to pyproject.toml")
     else:
-        (root / "cellops.toml").write_text(
-            "# cellops settings: tracking_uri, artifact_root (see `cellops store`)\n"
+        atomic_write_text(
+            root / "cellops.toml",
+            "# cellops settings: tracking_uri, artifact_root (see `cellops store`)\n",
         )
         report.done.append("created cellops.toml")
 
@@ -133,7 +135,7 @@ def _ignore(path: Path, lines: tuple[str, ...], report: InitReport) -> None:
         report.found.append(f"{path.name} entries {', '.join(lines)}")
         return
     separator = "" if not text or text.endswith("\n") else "\n"
-    path.write_text(text + separator + "".join(f"{line}\n" for line in missing))
+    atomic_write_text(path, text + separator + "".join(f"{line}\n" for line in missing))
     report.done.append(f"{path.name}: added {', '.join(missing)}")
 
 

@@ -32,6 +32,10 @@ class NotebookParameters:
     has_parameters_cell: bool
     parameters: dict[str, Parameter]
 
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.parameters.values()}
+
 
 def read_notebook(path: Path) -> Any:
     """The notebook at `path`, or a usage error that names the file and what is wrong."""
@@ -73,10 +77,6 @@ def inspect_parameters(path: Path, kernel_name: str | None = None) -> NotebookPa
     return NotebookParameters(path, has_cell, found)
 
 
-def parameter_defaults(path: Path, kernel_name: str | None = None) -> dict[str, Any]:
-    return {p.name: p.default for p in inspect_parameters(path, kernel_name).parameters.values()}
-
-
 def _literal(source: str) -> Any:
     try:
         return ast.literal_eval(source)
@@ -105,7 +105,7 @@ def _unknown_message(spec: NotebookParameters, name: str) -> str:
     known = sorted(spec.parameters)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    listing = ", ".join(known) if known else "none (the notebook has no parameters cell)"
+    listing = ", ".join(known) if known else "none"
     return (
         f"{spec.path.name} has no parameter {name!r}.{hint} Its parameters: {listing}. "
         "Pass --allow-unknown to inject it anyway."

@@ -9,7 +9,7 @@ from typing import Any
 from ..config import load_settings
 from ..errors import CellopsUsageError
 from .manifest import build_manifest, compare
-from .params import parameter_defaults
+from .params import inspect_parameters
 from .resume import recorded_job
 from .run import JobRequest, JobResult, run_job
 
@@ -28,7 +28,9 @@ def reproduce(run_id: str, allow_changes: bool = False, progress: bool = True) -
     if not notebook.exists():
         raise CellopsUsageError(f"the job's notebook {notebook} no longer exists")
     parameters: dict[str, Any] = manifest.get("parameters", {})
-    now = build_manifest(notebook, root, parameters, Path(root), parameter_defaults(notebook))
+    now = build_manifest(
+        notebook, root, parameters, Path(root), inspect_parameters(notebook).defaults
+    )
     differences = compare(manifest, now)
     if differences and not allow_changes:
         listing = "\n  ".join(differences)

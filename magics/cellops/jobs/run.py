@@ -28,7 +28,7 @@ from ..reaper import owner_tags, reap_dead_runs
 from ..session import ensure_experiment, experiment_name_for
 from ..tracking import connect_checked
 from .manifest import MANIFEST_ARTIFACT, build_manifest
-from .params import check_parameters, inspect_parameters, parameter_defaults
+from .params import NotebookParameters, check_parameters, inspect_parameters
 
 
 @dataclass
@@ -112,9 +112,11 @@ def new_job_id(notebook: Path) -> str:
     return f"{notebook.stem}-{stamp}-{secrets.token_hex(2)}"
 
 
-def prepare(request: JobRequest) -> dict[str, Any]:
-    """Check the notebook, its parameters and the kernel before any kernel starts."""
-    spec = inspect_parameters(request.notebook, request.kernel_name)
+def prepare(request: JobRequest, spec: NotebookParameters | None = None) -> dict[str, Any]:
+    """Check the notebook, its parameters and the kernel before any kernel starts.
+
+    `spec` is the notebook's inspection when the caller already has it (a sweep's points)."""
+    spec = spec or inspect_parameters(request.notebook, request.kernel_name)
     checked = check_parameters(spec, request.parameters, request.allow_unknown)
     check_kernel(request.kernel_name)
     return checked
@@ -136,7 +138,8 @@ def check_kernel(kernel_name: str | None) -> None:
 def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
     """Execute the notebook as a job, with retries; never raises for a failure in the notebook."""
     notebook = request.notebook.resolve()
-    parameters = prepare(request)
+    spec = inspect_parameters(request.notebook, request.kernel_name)
+    parameters = prepare(request, spec)
     settings = settings or load_settings(notebook.parent)
     cwd = (request.cwd or settings.root).resolve()
     job_id = request.job_id or new_job_id(notebook)
@@ -145,9 +148,8 @@ def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellops-job") as background:
         # MLflow's imports and the store's set-up overlap with the kernel's start
         store: Future[tuple[Any, str]] = background.submit(_open_store, settings, notebook)
-        defaults = parameter_defaults(notebook, request.kernel_name)
         manifest = background.submit(
-            build_manifest, notebook, settings.root, parameters, cwd, defaults
+            build_manifest, notebook, settings.root, parameters, cwd, spec.defaults
         )
         exporter = background.submit(_html_exporter, notebook) if request.html else None
         attempts: list[Attempt] = []

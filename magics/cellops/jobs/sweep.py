@@ -11,6 +11,7 @@ from ..config import load_settings
 from ..errors import CellopsUsageError
 from ..reaper import owner_tags
 from .executors import Outcome, get_executor
+from .params import inspect_parameters
 from .run import JobRequest, JobResult, _open_store, prepare
 
 
@@ -58,10 +59,11 @@ def run_sweep(
         raise CellopsUsageError("a sweep needs at least one parameter with values: -p NAME V1 V2")
     notebook = base.notebook.resolve()
     points = grid_points(grid)
+    spec = inspect_parameters(notebook, base.kernel_name)
     requests = []
     for point in points:  # every point is checked before any kernel starts
         request = replace(base, notebook=notebook, parameters={**base.parameters, **point})
-        request.parameters = prepare(request)
+        request.parameters = prepare(request, spec)
         request.progress = False
         requests.append(request)
     settings = load_settings(notebook.parent)
