@@ -45,6 +45,9 @@ def _owner_alive(tags: dict[str, str]) -> bool:
     return started is not None and started == tags.get("cellops.pid_start", started)
 
 
+VIEW_ALL = 3  # mlflow.entities.ViewType.ALL, without importing mlflow into a job's kernel
+
+
 def reap_dead_runs(client: Any) -> list[str]:
     """End this host's RUNNING runs whose owning process is gone; return their ids.
 
@@ -58,10 +61,8 @@ def reap_dead_runs(client: Any) -> list[str]:
 
 
 def _reap(client: Any) -> list[str]:
-    from mlflow.entities import ViewType
-
     host = socket.gethostname().replace("'", "")
-    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=VIEW_ALL)]
     reaped = []
     for start in range(0, len(experiments), 100):
         runs = client.search_runs(

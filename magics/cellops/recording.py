@@ -17,6 +17,7 @@ from typing import Any
 
 from .reaper import owner_tags
 from .session import Session
+from .tracking import log_batch
 
 MAX_PARAM = 6000
 MAX_TAG = 5000
@@ -59,16 +60,15 @@ def start_step_run(session: Session, name: str, tags: dict[str, str]) -> Future[
 
 def finish_step_run(session: Session, run_future: Future[str], record: StepRecord) -> Future[None]:
     def finish(client: Any) -> None:
-        from mlflow.entities import Metric, Param, RunTag
-
         run_id = run_future.result()
         timestamp = record.end_ms
         try:
-            client.log_batch(
+            log_batch(
+                client,
                 run_id,
-                metrics=[Metric(k, v, timestamp, s) for k, v, s in record.metrics],
-                params=[Param(k, v[:MAX_PARAM]) for k, v in record.params.items()],
-                tags=[RunTag(k, str(v)[:MAX_TAG]) for k, v in record.tags.items()],
+                metrics=[(k, v, timestamp, s) for k, v, s in record.metrics],
+                params=[(k, v[:MAX_PARAM]) for k, v in record.params.items()],
+                tags=[(k, str(v)[:MAX_TAG]) for k, v in record.tags.items()],
             )
             for artifact_file, text in record.texts.items():
                 client.log_text(run_id, text, artifact_file)

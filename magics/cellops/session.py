@@ -23,7 +23,7 @@ from .config import Settings, load_settings
 from .gitinfo import git_state
 from .notebook import NotebookInfo
 from .reaper import owner_tags, reap_dead_runs
-from .tracking import Tracker
+from .tracking import Tracker, log_batch
 
 
 @dataclass
@@ -132,12 +132,10 @@ class Session:
         self.parameters.update(parameters)
 
         def write(client: Any) -> None:
-            from mlflow.entities import Param, RunTag
-
             run_id = self.run_future.result().run_id
-            params = [Param(k, _param_text(v)[:6000]) for k, v in parameters.items()]
-            tag = RunTag("cellops.papermill.parameters", json.dumps(self.parameters)[:5000])
-            client.log_batch(run_id, params=params, tags=[tag])
+            params = [(k, _param_text(v)[:6000]) for k, v in parameters.items()]
+            tag = ("cellops.papermill.parameters", json.dumps(self.parameters)[:5000])
+            log_batch(client, run_id, params=params, tags=[tag])
 
         self.tracker.submit(write)
 

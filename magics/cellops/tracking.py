@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,11 +42,19 @@ class Tracker:
 
     @property
     def client(self) -> Any:
-        """An `MlflowClient` on the project's store (mlflow is imported here, not at import)."""
+        """An `MlflowClient` on the project's store (mlflow is imported here, not at import),
+        or in a `cellops run` job the job process's client, through `store_proxy`."""
         with self._client_lock:
             if self._client is None:
-                self._client = open_client(self.uri)
+                from .store_proxy import client_from_environment
+
+                self._client = client_from_environment(self.uri) or open_client(self.uri)
             return self._client
+
+    @property
+    def proxied(self) -> bool:
+        """True when the writes go through a job process (registry calls then go direct)."""
+        return bool(getattr(self.client, "proxied", False))
 
     # -- background writes --------------------------------------------------------------------
 
@@ -128,6 +136,30 @@ def _check_http(uri: str) -> None:
             raise StoreUnreachableError(uri, f"HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise StoreUnreachableError(uri, _reason(getattr(exc, "reason", exc))) from None
+
+
+def log_batch(
+    client: Any,
+    run_id: str,
+    metrics: Sequence[tuple[str, float, int, int]] = (),
+    params: Sequence[tuple[str, str]] = (),
+    tags: Sequence[tuple[str, str]] = (),
+) -> None:
+    """`client.log_batch` from plain tuples: (key, value, timestamp_ms, step), (key, value).
+
+    A job's proxied client builds the MLflow entities in the job process, so the kernel never
+    imports them."""
+    if getattr(client, "proxied", False):
+        client.log_batch_plain(run_id, metrics, params, tags)
+        return
+    from mlflow.entities import Metric, Param, RunTag
+
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, t, s) for k, v, t, s in metrics],
+        params=[Param(k, v) for k, v in params],
+        tags=[RunTag(k, v) for k, v in tags],
+    )
 
 
 def open_client(uri: str) -> Any:

@@ -26,6 +26,7 @@ from ..errors import CellopsUsageError
 from ..notebook import NotebookInfo, parse_step_line
 from ..reaper import owner_tags, reap_dead_runs
 from ..session import ensure_experiment, experiment_name_for
+from ..store_proxy import serve
 from ..tracking import connect_checked
 from .manifest import MANIFEST_ARTIFACT, build_manifest
 from .params import NotebookParameters, check_parameters, inspect_parameters
@@ -159,7 +160,10 @@ def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
                 if number == 1
                 else f"{notebook.stem}.attempt{number}.ipynb"
             )
-            failure = _execute(request, notebook, output, parameters, cwd, job_id, number)
+            failure = _execute(
+                request, notebook, output, parameters, cwd, job_id, number,
+                lambda: store.result()[0], settings.tracking_uri,
+            )  # fmt: skip
             client, experiment_id = store.result()
             run_id = _finish_attempt(
                 client, experiment_id, request, notebook, output, settings,
@@ -194,7 +198,10 @@ def _open_store(settings: Settings, notebook: Path) -> tuple[Any, str]:
     return client, ensure_experiment(client, settings, name)
 
 
-def _execute(request, notebook, output, parameters, cwd, job_id, number) -> JobFailure | None:
+def _execute(
+    request, notebook, output, parameters, cwd, job_id, number, client, uri
+) -> JobFailure | None:  # fmt: skip
+    """One attempt; the kernel writes to MLflow through `client()` (see `store_proxy`)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -209,7 +216,7 @@ def _execute(request, notebook, output, parameters, cwd, job_id, number) -> JobF
     if request.cell_timeout:
         engine_kwargs["execution_timeout"] = request.cell_timeout
     try:
-        with environment(**env):
+        with serve(client, uri) as proxy, environment(**env, **proxy):
             papermill.execute_notebook(
                 str(notebook),
                 str(output),

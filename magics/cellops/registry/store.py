@@ -126,6 +126,8 @@ def open_store(settings: Settings | None = None, client: Any = None) -> Registry
     )
     if session is not None and not session.closed and same_store:
         session.tracker.flush()
+        if session.tracker.proxied:  # a job's kernel: its writes are stored once flushed
+            return RegistryStore(session.settings)
         return RegistryStore(session.settings, tracker=session.tracker)
     return RegistryStore(settings or load_settings())
 
