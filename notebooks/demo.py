@@ -1,5 +1,7 @@
 """`make demo`: the quickstart twice with Papermill (the second run is cached), then the
-retraining notebook as a `cellops run` job.
+retraining notebook as a `cellops run` job, then the drift loop on data shifted on purpose:
+`cellops monitor` checks it against the champion's stored profile and, once the drift has
+persisted, retrains on it through the gate.
 
 The repository is itself a cellops project (`[tool.cellops]` in its pyproject.toml), so the
 runs, the cache and the executed notebooks land in this checkout: `.cellops/` and `reports/`.
@@ -90,7 +92,44 @@ def _retraining_job() -> int:
     _show("rollback", "fraud", "--reason", "demo: undo the last promotion", quiet=False)
     print("-- the audit trail (also in the MLflow UI, experiment cellops-registry-events)")
     _show("history", "fraud", "-n", "8", quiet=False)
+    code = _drift_loop()
     print("(run `make demo` again and the models are judged against the champion it left)")
+    return code
+
+
+def _drift_loop() -> int:
+    """Part 3: new transactions that drift; the monitor retrains once the drift persists."""
+    current = "data/current.parquet"
+    print("== Drift: the closed loop drift -> retraining job -> gate ==")
+    print("   (each check is a run in the MLflow experiment cellops-drift/fraud)\n")
+    print("-- next month's transactions, shifted on purpose (bigger amounts, more online and")
+    print("   foreign): a drift the monitor should see against the champion's training data")
+    made = subprocess.run(
+        [sys.executable, "notebooks/make_data.py", "--rows", "20000", "--shift", "1.0",
+         "--seed", "11", "--out", current],
+        cwd=REPO,
+    )  # fmt: skip
+    if made.returncode != 0:
+        return made.returncode
+    monitor = ["monitor", "--model", "fraud", "--current", current, "--share-threshold", "0.3",
+               "--consecutive", "2", "--retrain", "notebooks/retrain.ipynb"]  # fmt: skip
+    print("\n-- check 1: drift, but it has to persist for 2 checks before retraining")
+    first = _show(*monitor, quiet=False)
+    if first == 2:  # a usage error, shown above: e.g. a champion from before profiles existed
+        print("(the drift loop needs a champion registered with its reference profile: start")
+        print(" from a clean store with `rm -rf .cellops data reports/runs`, then `make demo`)")
+        return 0
+    if first not in (0, 1):
+        return 1
+    print("-- check 2 (e.g. the next day, same data): 2 drifted checks in a row -> retrain on")
+    print("   the new data, and the gate decides whether the new model replaces the champion")
+    if _show(*monitor) not in (0, 1):  # 1: the gate refused the new model, shown above
+        return 1
+    print("-- the champion now, against the same data (a new champion: trained on it)")
+    checked = _show("drift", "--model", "fraud", "--current", current, "--share-threshold", "0.3",
+                    quiet=False)  # fmt: skip
+    if checked not in (0, 1):  # 1: dataset drift (the gate kept the old champion)
+        return 1
     return 0
 
 

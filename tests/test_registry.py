@@ -182,7 +182,11 @@ def test_register_in_a_step_links_the_step_run_and_the_data_it_read(registry, ip
     )
     run(ip, "features = frame[['x0']]")
     registered = ip.user_ns["version"]
-    run(ip, "%cellops register model --name fraud --sample features --metrics f1,score=f1")
+    run(
+        ip,
+        "%cellops register model --name fraud --sample features --metrics f1,score=f1 "
+        "--reference features",
+    )
     ip.run_line_magic("cellops", "flush")
     client = registry
     step_runs = client.search_runs(
@@ -196,6 +200,8 @@ def test_register_in_a_step_links_the_step_run_and_the_data_it_read(registry, ip
     assert str(outside.version) == "2"
     assert outside.run_id == session_module.current_session().run.run_id
     assert json.loads(outside.tags["cellops.metrics"]) == {"f1": 0.5, "score": 0.5}
+    assert outside.tags.get("cellops.reference_profile") == "1"  # --reference features
+    assert "cellops.reference_profile" not in inside.tags  # registered without reference=
     from cellops.hashing import path_digest
 
     expected = path_digest(project / "data" / "train.csv")

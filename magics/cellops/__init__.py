@@ -13,6 +13,7 @@ from .errors import CellopsError, CellopsUsageError, StoreUnreachableError
 from .fluent import current_run, log_artifact, log_metric, log_param
 
 if TYPE_CHECKING:
+    from .monitoring.result import DriftResult
     from .registry.promote import PromotionOutcome
     from .registry.register import RegisteredVersion
 
@@ -22,6 +23,7 @@ __all__ = [
     "StoreUnreachableError",
     "__version__",
     "current_run",
+    "drift",
     "load_ipython_extension",
     "log_artifact",
     "log_metric",
@@ -46,7 +48,9 @@ def register_model(
 
     Logged with its MLflow flavour (scikit-learn, else pyfunc), a signature and input example
     from `X_sample`, pinned requirements, and links to the running step's run and the data the
-    session's steps read. Options: `data=[paths]`, `tags={...}`, `description=...`.
+    session's steps read. Options: `data=[paths]`, `tags={...}`, `description=...`,
+    `reference=training_frame_or_path`: a profile of the training data (the columns to watch
+    for drift) stored with the version, which `cellops drift --model NAME` compares with.
     """
     from .registry.register import register_model as register
 
@@ -60,6 +64,22 @@ def promote(name: str, version: str | int | None = None, **options: Any) -> "Pro
     from .registry.promote import promote as run_gate
 
     return run_gate(name, version, **options)
+
+
+def drift(
+    reference: Any, current: Any, columns: list[str] | None = None, **options: Any
+) -> "DriftResult":
+    """Compare `current` with `reference`, column by column; a `DriftResult`.
+
+    `reference`: a DataFrame, a Parquet/CSV path, a stored profile, or a registered model
+    (`"models:/fraud@champion"`, `"models:/fraud/3"`: the profile stored with it).
+    `current`: a DataFrame or a path. Options: `engine="native" | "evidently"` (its HTML
+    report too; needs raw reference data), `share_threshold=0.5` (dataset drift when at
+    least that share of the columns drifted), `stattest="psi"` (one test for every column).
+    """
+    from .monitoring.api import drift as compare
+
+    return compare(reference, current, columns=columns, **options)
 
 
 def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's own signature

@@ -17,14 +17,21 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
     help="Comma-separated variables holding numbers (f1,auc), or name=variable pairs.",
 )
 @argument("--data", help="Comma-separated data files whose content hashes are recorded.")
+@argument(
+    "--reference",
+    help="A variable with the training data (or its Parquet/CSV path): its profile is stored "
+    "with the version, for drift checks.",
+)
 def _register_usage() -> None:
     """%cellops register VAR --name NAME [--sample VAR] [--metrics A,B] [--data PATHS]
+    [--reference VAR]
 
     Registers the model held by VAR as a new version of NAME with the alias `challenger`
     (what `cellops.register_model` does). Examples::
 
         %cellops register model --name fraud --sample X_test --metrics f1,auc
         %cellops register pipeline --name churn --metrics f1=test_f1
+        %cellops register model --name fraud --sample X_test --reference train_df
     """
 
 
@@ -65,7 +72,9 @@ def register(shell: Any, line: str) -> Any:
         key, _, variable = item.partition("=")
         metrics[key.strip()] = _lookup(namespace, (variable or key).strip(), "metric variable")
     data = [p.strip() for p in (args.data or "").split(",") if p.strip()] or None
-    return register_model(model, args.name, sample, metrics, data=data)
+    # a variable, else a file path (register_model says if it is neither)
+    reference = namespace.get(args.reference, args.reference) if args.reference else None
+    return register_model(model, args.name, sample, metrics, data=data, reference=reference)
 
 
 def models(shell: Any, line: str) -> Any:  # noqa: ARG001 - every handler gets the shell

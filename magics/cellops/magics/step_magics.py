@@ -18,7 +18,7 @@ from ..errors import CellopsError
 from ..notebook import papermill_parameters
 from ..session import current_session, ensure_session
 from ..steps import StepSpec, StepWarning, run_step
-from . import registry_magic
+from . import drift_magic, registry_magic
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -187,6 +187,9 @@ class StepMagics(Magics):
             %cellops register model --name fraud --sample X_test --metrics f1,auc
                                 # a new version of the model, with the alias challenger
             %cellops models [NAME]  # the registry panel: versions, aliases, gate, promote
+            %cellops drift REF CUR [--columns a,b] [--engine native|evidently]
+                                # per-column drift of CUR against REF (variables, files,
+                                # or models:/NAME@champion), and the dataset drift decision
         """
         command = line.strip().split()[0] if line.strip() else ""
         handlers = {
@@ -196,6 +199,7 @@ class StepMagics(Magics):
             "lineage": self._lineage,
             "register": lambda: registry_magic.register(self.shell, _rest(line)),
             "models": lambda: registry_magic.models(self.shell, _rest(line)),
+            "drift": lambda: drift_magic.drift(self.shell, _rest(line)),
         }
         if command not in handlers:
             raise UsageError(

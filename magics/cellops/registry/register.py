@@ -25,6 +25,7 @@ from typing import Any
 
 from .._process import environment
 from ..errors import CellopsUsageError
+from ..monitoring.reference import TAG_PROFILE  # "1": the version has a drift reference profile
 from ..recording import as_metric
 from .requirements import model_requirements
 from .store import (
@@ -78,17 +79,21 @@ def register_model(
     data: list[str] | None = None,
     tags: Mapping[str, str] | None = None,
     description: str | None = None,
+    reference: Any = None,
     store: RegistryStore | None = None,
 ) -> RegisteredVersion:
     """Register `model` as a new version of `name` with the alias `challenger`.
 
     `X_sample` (a few rows of the training features) gives the signature and input example;
-    `metrics` are recorded on the version; `data` names extra files whose hashes are recorded.
+    `metrics` are recorded on the version; `data` names extra files whose hashes are recorded;
+    `reference` (the training data as a DataFrame, or a Parquet/CSV path) is profiled, and the
+    profile stored with the version is what drift checks of the model compare with.
     """
     started = time.perf_counter()
     check_model_name(name)
     flavor = _flavor(model)
     numbers = _metrics(metrics)
+    profile = _profile(reference)  # a bad reference fails here, before anything is written
     run = _run_context()  # opens the session first, so the store below is the session's
     store = store or open_store()
     sample, example = _samples(X_sample)
@@ -96,6 +101,8 @@ def register_model(
     extra = ["pandas"] if _is_frame(sample) else []
     requirements = model_requirements(model, extra=extra)
     version_tags = _version_tags(store, run, flavor, numbers, data, tags)
+    if profile is not None:
+        version_tags[TAG_PROFILE] = "1"
 
     def create(client: Any) -> Any:
         return client.create_logged_model(
@@ -110,6 +117,10 @@ def register_model(
         local = os.path.join(folder, "model")
         try:
             _save(model, flavor, local, logged, run["run_id"], signature, example, requirements)
+            if profile is not None:
+                from ..monitoring.reference import write_profile
+
+                write_profile(profile, local)
         except Exception:
             store.call(lambda client: client.finalize_logged_model(logged.model_id, "FAILED"))
             raise
@@ -135,6 +146,14 @@ def register_model(
         name, str(version.version), logged.model_id, run["run_id"], flavor, requirements,
         time.perf_counter() - started, version_tags,
     )  # fmt: skip
+
+
+def _profile(reference: Any) -> Any:
+    if reference is None:
+        return None
+    from ..monitoring.reference import profile_for_registration
+
+    return profile_for_registration(reference)
 
 
 def _flavor(model: Any) -> str:
