@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install browser demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +16,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## browser: Debian's Chromium, which the dashboard tests drive headless (installed if missing)
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "installing Debian's chromium for the dashboard's browser tests"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
 ## demo: run the quickstart notebook twice; the second run restores its steps from the cache
 demo: $(STAMP)
 	@$(BIN)/python notebooks/demo.py
 
 ## test: lint, then the whole test suite
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

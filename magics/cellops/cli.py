@@ -307,3 +307,12 @@ cli.add_command(promote_command)
 cli.add_command(rollback_command)
 cli.add_command(history_command)
 cli.add_command(models_command)
+
+from .cli_drift import drift_command, monitor_command  # noqa: E402
+
+cli.add_command(drift_command)
+cli.add_command(monitor_command)
+
+from .cli_dashboard import dashboard_command  # noqa: E402
+
+cli.add_command(dashboard_command)
