@@ -20,7 +20,6 @@ import secrets
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -30,7 +29,6 @@ from .errors import CellopsError
 ADDRESS_VAR = "CELLOPS_STORE_PROXY"
 KEY_VAR = "CELLOPS_STORE_PROXY_KEY"
 URI_VAR = "CELLOPS_STORE_PROXY_URI"
-_LOCK_RETRY_SECONDS = 60.0
 
 
 class RemoteStoreError(CellopsError):
@@ -160,19 +158,11 @@ def _answer(connection: Any, client: Callable[[], Any]) -> None:
 
 
 def _call(client: Any, method: str, args: tuple, kwargs: dict) -> Any:
-    from .tracking import log_batch
+    from .tracking import log_batch, retry_when_locked
 
-    deadline = time.monotonic() + _LOCK_RETRY_SECONDS
-    while True:
-        try:
-            if method == "log_batch_plain":
-                return log_batch(client, *args)
-            return getattr(client, method)(*args, **kwargs)
-        except Exception as exc:
-            if "database is locked" in str(exc) and time.monotonic() < deadline:
-                time.sleep(0.05)
-                continue
-            raise
+    if method == "log_batch_plain":
+        return retry_when_locked(lambda: log_batch(client, *args))
+    return retry_when_locked(lambda: getattr(client, method)(*args, **kwargs))
 
 
 def _describe(exc: BaseException) -> tuple[str, str, bytes | None]:

@@ -79,17 +79,12 @@ class Tracker:
         return self.submit(job, *args).result()
 
     def _run(self, job: Callable[..., T], *args: Any) -> T:
-        deadline = time.monotonic() + _LOCK_RETRY_SECONDS
-        while True:
-            try:
-                return job(self.client, *args)
-            except Exception as exc:
-                if _is_locked(exc) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                self._failure = exc
-                log.error("cellops could not write to %s: %s", self.uri, exc)
-                raise
+        try:
+            return retry_when_locked(lambda: job(self.client, *args))
+        except Exception as exc:
+            self._failure = exc
+            log.error("cellops could not write to %s: %s", self.uri, exc)
+            raise
 
     def flush(self, timeout: float | None = None) -> None:
         try:
@@ -114,8 +109,18 @@ class Tracker:
         self._executor.shutdown(wait=True)
 
 
-def _is_locked(exc: BaseException) -> bool:
-    return "database is locked" in str(exc)
+def retry_when_locked(call: Callable[[], T]) -> T:
+    """`call()`, retried for up to a minute while SQLite says "database is locked" (another
+    process is writing the same store)."""
+    deadline = time.monotonic() + _LOCK_RETRY_SECONDS
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if "database is locked" in str(exc) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise
 
 
 def _reason(exc: BaseException) -> str:

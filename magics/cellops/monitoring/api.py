@@ -120,23 +120,24 @@ def _load_frame(
             )
         if not path.is_file():
             raise CellopsUsageError(f"the {role} data {str(data)!r} is not a file")
-        from .profile import file_columns
-
-        available = file_columns(path)
-        wanted = [c for c in columns if c in available] if columns is not None else None
         if suffix == ".csv":
+            from .profile import file_columns
+
+            available = file_columns(path)
+            wanted = [c for c in columns if c in available] if columns is not None else None
             return pd.read_csv(path, usecols=wanted)
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        strings = None
-        if strings_as_categories:
-            strings = [
-                field.name
-                for field in pq.read_schema(path)
-                if (wanted is None or field.name in wanted)
-                and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type))
-            ]
+        schema = pq.read_schema(path)
+        wanted = [c for c in columns if c in schema.names] if columns is not None else None
+        strings = [
+            field.name
+            for field in schema
+            if strings_as_categories
+            and (wanted is None or field.name in wanted)
+            and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type))
+        ]
         return pq.read_table(path, columns=wanted, read_dictionary=strings or None).to_pandas()
     raise CellopsUsageError(
         f"cannot use a {type(data).__name__} as the {role} data: pass a pandas DataFrame or "

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from .history import CheckRecord
     from .result import DriftResult
 
-ENGINES = ("native", "evidently")
-
 
 @dataclass
 class Check:
@@ -105,7 +103,7 @@ def check_model(
     the evidently engine, which cannot work from a profile).
     """
     from ..registry.store import check_model_name, open_store
-    from .api import drift
+    from .api import ENGINES, drift
     from .reference import load_version_profile, resolve
 
     check_model_name(model)

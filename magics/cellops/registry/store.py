@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 from .._process import file_lock
 from ..config import Settings, load_settings
 from ..errors import CellopsUsageError
+from ..tracking import retry_when_locked
 
 T = TypeVar("T")
 
@@ -34,8 +34,6 @@ TAG_METRICS = "cellops.metrics"
 TAG_LAST_GATE = "cellops.gate.last"
 TAG_REPLACED = "cellops.replaced"  # on a champion: the version it replaced when promoted
 TAG_PROMOTION = "cellops.promotion"  # promoted | forced
-
-_LOCK_RETRY_SECONDS = 60.0
 
 
 def check_model_name(name: str) -> str:
@@ -83,15 +81,7 @@ class RegistryStore:
         """Run `job(client)`: on the tracker's thread when there is a session, else here."""
         if self._tracker is not None:
             return self._tracker.call(job)
-        deadline = time.monotonic() + _LOCK_RETRY_SECONDS
-        while True:
-            try:
-                return job(self.client)
-            except Exception as exc:
-                if "database is locked" in str(exc) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                raise
+        return retry_when_locked(lambda: job(self.client))
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
