@@ -76,3 +76,22 @@ def spread_ms(seconds: list[float]) -> str:
 
 def verdict(ok: bool) -> str:
     return "MEETS the goal" if ok else "MISSES the goal"
+
+
+def code_cell(source: str, cell_id: str, tags: tuple[str, ...] = ()) -> dict[str, object]:
+    metadata = {"tags": list(tags)} if tags else {}
+    return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": metadata,
+            "outputs": [], "source": source}  # fmt: skip
+
+
+def notebook_of(*cells: dict[str, object]) -> dict[str, object]:
+    """An nbformat 4.5 Python 3 notebook of the given cells."""
+    return {
+        "cells": list(cells),
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }

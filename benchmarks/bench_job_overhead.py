@@ -29,33 +29,28 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import GIT_ENV, clean_env, finish_project, make_project, spread_ms, verdict
+from _common import (
+    GIT_ENV,
+    clean_env,
+    code_cell,
+    finish_project,
+    make_project,
+    notebook_of,
+    spread_ms,
+    verdict,
+)
 
 GOAL = 1.3  # `cellops run` within 1.3x the plain papermill command
 BIN = Path(sys.executable).parent
 
 
-def _code(source: str, cell_id: str, tags: tuple[str, ...] = ()) -> dict[str, object]:
-    metadata = {"tags": list(tags)} if tags else {}
-    return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": metadata,
-            "outputs": [], "source": source}  # fmt: skip
-
-
-NOTEBOOK = {
-    "cells": [
-        _code("%load_ext cellops", "load"),
-        _code("seed = 0\nscale = 2.0", "params", ("parameters",)),
-        _code("%%step tiny --metrics score\nscore = (seed + 1) * scale", "tiny"),
-        _code('print(f"score={score}")', "show"),
-    ],
-    "metadata": {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    },
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
-EMPTY = {**NOTEBOOK, "cells": [_code("pass", "empty")]}
+NOTEBOOK = notebook_of(
+    code_cell("%load_ext cellops", "load"),
+    code_cell("seed = 0\nscale = 2.0", "params", ("parameters",)),
+    code_cell("%%step tiny --metrics score\nscore = (seed + 1) * scale", "tiny"),
+    code_cell('print(f"score={score}")', "show"),
+)
+EMPTY = notebook_of(code_cell("pass", "empty"))
 
 
 def command(name: str) -> list[str]:

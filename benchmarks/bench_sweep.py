@@ -24,7 +24,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import GIT_ENV, clean_env, finish_project, make_project, verdict
+from _common import (
+    GIT_ENV,
+    clean_env,
+    code_cell,
+    finish_project,
+    make_project,
+    notebook_of,
+    verdict,
+)
 
 GOAL = 1.7  # the sweep on 2 workers at least 1.7x faster than one job after another
 BIN = Path(sys.executable).parent
@@ -37,27 +45,13 @@ for i in range(n):
 """
 
 
-def _code(source: str, cell_id: str, tags: tuple[str, ...] = ()) -> dict[str, object]:
-    metadata = {"tags": list(tags)} if tags else {}
-    return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": metadata,
-            "outputs": [], "source": source}  # fmt: skip
-
-
 def notebook(n: int) -> dict[str, object]:
-    return {
-        "cells": [
-            _code("%load_ext cellops", "load"),
-            _code(f"point = 1\nvariant = 0\nn = {n}  # loop length", "params", ("parameters",)),
-            _code(f"%%step work --metrics total\n{LOOP}", "work"),
-            _code('print(f"point={point} total={total}")', "show"),
-        ],
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
+    return notebook_of(
+        code_cell("%load_ext cellops", "load"),
+        code_cell(f"point = 1\nvariant = 0\nn = {n}  # loop length", "params", ("parameters",)),
+        code_cell(f"%%step work --metrics total\n{LOOP}", "work"),
+        code_cell('print(f"point={point} total={total}")', "show"),
+    )
 
 
 def calibrate(seconds: float) -> tuple[int, float]:
