@@ -32,3 +32,11 @@ class CorruptObjectError(CellopsError):
 
 class UnserializableError(CellopsError):
     """A value cannot be stored in the cache."""
+
+
+class UndigestableError(CellopsError):
+    """A value whose content cannot be digested the same way in every process.
+
+    A step reading such a value is run, never restored: a cache key that cannot see the value
+    could only give a wrong hit. The message names the value's part and type.
+    """

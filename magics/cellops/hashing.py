@@ -1,25 +1,38 @@
 """Content hashes for code, values and files (xxh3-128: fast, and stable across processes).
 
-Value digests must not depend on the process: the cache key of a step is compared across kernel
-restarts. So containers are walked (sets sorted by element digest, since string hashing is
-randomized per process), pandas and NumPy data are hashed by content, functions and classes
-defined in the notebook by their source, and anything else by its cloudpickle bytes.
+A value digest is the cache key of a step's inputs, compared across kernel restarts and with
+values restored from the cache. So it is structural: by type and content, never by pickle bytes
+or `id()`, the same under any PYTHONHASHSEED, and equal for a value and its (cloud)pickled copy.
+A wrong equal digest gives a wrong cached result, so whatever cannot be digested that way raises
+`UndigestableError` (and the step runs) rather than being guessed at.
+
+How: see `digest_values` (the walker) and `digest_code` (functions, classes, modules, objects).
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
 import os
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from .digest_code import is_library
+
 if TYPE_CHECKING:
     from .statcache import StatCache
+
+__all__ = [
+    "code_digest",
+    "file_digest",
+    "hash_bytes",
+    "hash_strings",
+    "is_library",
+    "path_digest",
+    "value_digest",
+]
 
 _CHUNK = 1 << 20
 
@@ -86,97 +99,13 @@ def _files_under(folder: str, prefix: tuple[str, ...]) -> Iterator[tuple[tuple[s
                 yield (*prefix, entry.name), entry.path
 
 
-def value_digest(value: Any) -> str:
-    h = xxhash.xxh3_128()
-    _feed(h, value, depth=0)
-    return h.hexdigest()
+def value_digest(value: Any, root: Path | None = None, *, name: str = "value") -> str:
+    """Structural digest of `value`; `root` (the project root) decides which code is the
+    project's (digested by content) and which the environment's (by qualified name).
 
+    Raises UndigestableError, naming the part (`name` is the value's own name in the message),
+    when some part has no digest that is the same in every process.
+    """
+    from .digest_values import Walker
 
-def _feed(h: xxhash.xxh3_128, value: Any, depth: int) -> None:
-    if depth > 50:
-        h.update(_pickled(value))
-        return
-    kind = type(value)
-    h.update(f"{kind.__module__}.{kind.__qualname__}\0".encode())
-    if value is None or kind in (bool, int, float, complex, str):
-        h.update(repr(value).encode())
-    elif kind in (bytes, bytearray):
-        h.update(f"{len(value)}:".encode())
-        h.update(bytes(value))
-    elif kind in (list, tuple):
-        h.update(str(len(value)).encode())
-        for item in value:
-            _feed(h, item, depth + 1)
-    elif kind is dict:
-        h.update(str(len(value)).encode())  # else {"a": {"b": 1}} == {"a": {}, "b": 1}
-        for key, item in value.items():
-            _feed(h, key, depth + 1)
-            _feed(h, item, depth + 1)
-    elif kind in (set, frozenset):
-        for digest in sorted(value_digest(item) for item in value):
-            h.update(digest.encode())
-    elif _is_numpy_array(value):
-        _feed_array(h, value)
-    elif _is_pandas(value):
-        _feed_pandas(h, value)
-    elif isinstance(value, (types.FunctionType, type)):
-        h.update(_source_of(value).encode())  # the notebook's or the project's own code
-    else:
-        h.update(_pickled(value))
-
-
-def _is_numpy_array(value: Any) -> bool:
-    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
-
-
-def _is_pandas(value: Any) -> bool:
-    return type(value).__module__.startswith("pandas.") and type(value).__name__ in (
-        "DataFrame",
-        "Series",
-        "Index",
-        "RangeIndex",
-    )
-
-
-def _feed_array(h: xxhash.xxh3_128, array: Any) -> None:
-    h.update(f"{array.dtype.str}{array.shape}".encode())
-    if array.dtype.hasobject:
-        h.update(_pickled(array))
-    else:
-        import numpy as np
-
-        h.update(memoryview(np.ascontiguousarray(array)).cast("B"))
-
-
-def _feed_pandas(h: xxhash.xxh3_128, obj: Any) -> None:
-    import pandas as pd
-
-    if isinstance(obj, pd.Index):
-        obj = obj.to_series()
-    if isinstance(obj, pd.DataFrame):
-        h.update(repr([(str(c), str(t)) for c, t in obj.dtypes.items()]).encode())
-    else:
-        h.update(f"{obj.name!r}{obj.dtype}".encode())
-    h.update(repr(obj.index.names).encode())
-    try:
-        rows = pd.util.hash_pandas_object(obj, index=True).to_numpy()
-    except TypeError:  # unhashable cells (lists, dicts): fall back to the pickle
-        h.update(_pickled(obj))
-        return
-    h.update(memoryview(rows).cast("B"))
-
-
-def _source_of(obj: Any) -> str:
-    try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):
-        return repr(_pickled(obj))
-
-
-def _pickled(value: Any) -> bytes:
-    import cloudpickle
-
-    try:
-        return cloudpickle.dumps(value, protocol=5)
-    except Exception:  # unpicklable values change the key each time: never a false hit
-        return f"unpicklable:{id(value)}:{os.getpid()}".encode()
+    return Walker(None if root is None else Path(root)).run(value, name)
