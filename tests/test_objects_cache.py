@@ -53,107 +53,99 @@ def frame() -> pd.DataFrame:
     )
 
 
-def test_dataframe_is_stored_as_parquet(store: ObjectStore) -> None:
-    df = frame()
-    ref = store.put_value(df)
-    assert ref["codec"] == "parquet"
-    assert object_file(store, ref).read_bytes()[:4] == b"PAR1"
-    pd.testing.assert_frame_equal(store.get_value(ref), df)
+def bundle_round_trip(store: ObjectStore, value: object) -> object:
+    ref = store.put_bundle({"values": {"v": value}}, {})
+    assert ref["codec"] == "bundle"
+    return store.get_bundle(ref, {})["values"]["v"]
 
 
-def test_dataframe_with_non_string_columns_falls_back_to_pickle(store: ObjectStore) -> None:
-    df = pd.DataFrame({0: [1, 2], 1: ["a", "b"]})
-    ref = store.put_value(df)
-    assert ref["codec"] == "pkl"
-    pd.testing.assert_frame_equal(store.get_value(ref), df)
-
-
-def test_ndarray_is_stored_as_npy(store: ObjectStore) -> None:
+def test_frames_arrays_and_plain_values_come_back_equal(store: ObjectStore) -> None:
+    pd.testing.assert_frame_equal(bundle_round_trip(store, frame()), frame())
+    df = pd.DataFrame({0: [1, 2], 1: ["a", "b"]})  # non-string column names
+    pd.testing.assert_frame_equal(bundle_round_trip(store, df), df)
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
-    ref = store.put_value(array)
-    assert ref["codec"] == "npy"
-    assert object_file(store, ref).read_bytes()[:6] == b"\x93NUMPY"
-    back = store.get_value(ref)
+    back = bundle_round_trip(store, array)
     assert back.dtype == array.dtype
     np.testing.assert_array_equal(back, array)
-
-
-def test_object_array_is_pickled(store: ObjectStore) -> None:
-    array = np.array([{"a": 1}, None], dtype=object)
-    ref = store.put_value(array)
-    assert ref["codec"] == "pkl"
-    assert list(store.get_value(ref)) == [{"a": 1}, None]
-
-
-def test_dict_is_pickled(store: ObjectStore) -> None:
+    assert list(bundle_round_trip(store, np.array([{"a": 1}, None], dtype=object))) == [
+        {"a": 1},
+        None,
+    ]
     value = {"params": {"depth": 3}, "tags": {"a", "b"}, "rows": [1, 2.5, None]}
-    ref = store.put_value(value)
-    assert ref["codec"] == "pkl"
-    assert store.get_value(ref) == value
+    assert bundle_round_trip(store, value) == value
 
 
-def test_sklearn_model_is_pickled_and_predicts_the_same(store: ObjectStore) -> None:
+def test_sklearn_model_comes_back_and_predicts_the_same(store: ObjectStore) -> None:
     from sklearn.linear_model import LogisticRegression
 
     X = np.array([[0.0], [1.0], [2.0], [3.0]])
     y = np.array([0, 0, 1, 1])
     model = LogisticRegression().fit(X, y)
-    ref = store.put_value(model)
-    assert ref["codec"] == "pkl"
-    back = store.get_value(ref)
+    back = bundle_round_trip(store, model)
     assert type(back) is LogisticRegression
     np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
 
 
-def test_module_is_stored_by_name(store: ObjectStore) -> None:
+def test_modules_come_back_as_the_imported_module(store: ObjectStore) -> None:
     import json as json_module
 
-    ref = store.put_value(json_module)
-    assert ref["codec"] == "module"
-    assert store.get_value(ref) is json_module
-    assert store.has(ref)
-    assert stored_files(store) == []
+    assert bundle_round_trip(store, json_module) is json_module
 
 
-def test_identical_values_share_one_object(store: ObjectStore) -> None:
-    first = store.put_value(frame())
-    second = store.put_value(frame())
-    third = store.put_value({"k": 1})
-    fourth = store.put_value({"k": 1})
-    assert first == second
-    assert third == fourth
+def test_outputs_stored_together_keep_their_sharing(store: ObjectStore) -> None:
+    a = [1]
+    ref = store.put_bundle({"values": {"a": a, "b": {"a": a}}}, {})
+    values = store.get_bundle(ref, {})["values"]
+    assert values["b"]["a"] is values["a"]
+
+
+def test_live_notebook_values_are_stored_by_name_and_come_back_live(store: ObjectStore) -> None:
+    pca = {"fitted": False}  # a notebook value the step read
+    ref = store.put_bundle({"values": {"pipe": [pca, "clf"]}}, {id(pca): ("pca", pca)})
+    live = {"fitted": False}
+    values = store.get_bundle(ref, {"pca": live})["values"]
+    assert values["pipe"][0] is live
+    with pytest.raises(CorruptObjectError, match="'pca', which is not defined"):
+        store.get_bundle(ref, {})
+
+
+def test_identical_bundles_share_one_object(store: ObjectStore) -> None:
+    first = store.put_bundle({"values": {"f": frame()}}, {})
+    second = store.put_bundle({"values": {"f": frame()}}, {})
+    third = store.put_bundle({"values": {"k": 1}}, {})
+    assert first == second != third
     assert len(stored_files(store)) == 2
     assert store.has(first) and store.has(third)
 
 
 def test_flipped_byte_in_stored_object_raises_corrupt(store: ObjectStore) -> None:
-    ref = store.put_value(np.arange(100))
+    ref = store.put_bundle({"values": {"a": np.arange(100)}}, {})
     path = object_file(store, ref)
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptObjectError, match="does not match its hash"):
-        store.get_value(ref)
+        store.get_bundle(ref, {})
 
 
 def test_missing_object_raises_corrupt(store: ObjectStore) -> None:
-    ref = store.put_value({"k": "v"})
+    ref = store.put_bundle({"values": {"k": "v"}}, {})
     object_file(store, ref).unlink()
     assert not store.has(ref)
     with pytest.raises(CorruptObjectError, match="missing"):
-        store.get_value(ref)
+        store.get_bundle(ref, {})
 
 
 def test_lock_is_unserializable(store: ObjectStore) -> None:
     with pytest.raises(UnserializableError, match="lock"):
-        store.put_value(threading.Lock())
+        store.put_bundle({"values": {"x": threading.Lock()}}, {})
     assert_no_temp_files(store)
     assert stored_files(store) == []
 
 
 def test_generator_is_unserializable(store: ObjectStore) -> None:
     with pytest.raises(UnserializableError, match="generator"):
-        store.put_value(i for i in range(3))
+        store.put_bundle({"values": {"x": (i for i in range(3))}}, {})
     assert_no_temp_files(store)
     assert stored_files(store) == []
 
@@ -212,7 +204,7 @@ def test_no_temp_files_left_after_puts(store: ObjectStore, project: Path) -> Non
     (project / "d").mkdir()
     (project / "d" / "g.txt").write_text("y")
     for value in (frame(), np.ones(3), {"a": 1}, [1, 2], frame()):
-        store.put_value(value)
+        store.put_bundle({"values": {"v": value}}, {})
     store.put_path(project / "f.txt")
     store.put_path(project / "d")
     store.put_path(project / "d")
@@ -226,7 +218,8 @@ def entry(key: str = "k1") -> CacheEntry:
         key=key,
         step="train",
         run_id="run123",
-        outputs={"model": {"codec": "pkl", "digest": "ab" * 16, "size": 10}},
+        bundle={"codec": "bundle", "digest": "ab" * 16, "size": 10},
+        restored=["model"],
         output_digests={"model": "cd" * 16},
         files_out={"out.csv": {"codec": "file", "digest": "ef" * 16, "size": 3}},
         metrics={"f1": 0.9},
@@ -245,6 +238,26 @@ def test_step_cache_save_lookup_forget(project: Path) -> None:
     assert cache.lookup("k1") is None
     cache.forget("k1")  # forgetting twice is harmless
     assert [p.name for p in cache.folder.iterdir()] == []
+
+
+def test_step_cache_keeps_variants_of_a_key_by_their_checks(project: Path) -> None:
+    cache = StepCache(project / ".cellops" / "cache")
+    seed0, seed1 = entry(), entry()
+    seed0.generator_checks = {"numpy": "s0"}
+    seed1.generator_checks = {"numpy": "s1"}
+    seed1.run_id = "run456"
+    cache.save(seed0)
+    cache.save(seed1)
+    assert [e.run_id for e in cache.candidates("k1")] == ["run456", "run123"]
+    cache.save(seed0)  # the same checks again: replaces its variant, now the newest
+    assert [e.run_id for e in cache.candidates("k1")] == ["run123", "run456"]
+    cache.forget("k1", seed0.variant)
+    assert [e.run_id for e in cache.candidates("k1")] == ["run456"]
+    for i in range(cache_module.MAX_VARIANTS + 3):
+        extra = entry()
+        extra.file_checks = {"data.csv": f"d{i}"}
+        cache.save(extra)
+    assert len(cache.candidates("k1")) == cache_module.MAX_VARIANTS
 
 
 def test_step_cache_ignores_entries_of_another_format_version(project: Path) -> None:

@@ -4,7 +4,7 @@ Static analysis of the cell's syntax tree, in evaluation order: `df = df.dropna(
 and writes it, `x = 1; y = x` reads nothing. Names a function or class body reads from the
 global scope count as read. Assigning to `df["col"]` or `obj.attr` counts as writing `df` or
 `obj`, since the object changes. Mutations through method calls (`rows.append(x)`) cannot be
-seen; `--outputs` declares them.
+seen here: the engine finds them by digesting the inputs again after the cell.
 """
 
 from __future__ import annotations

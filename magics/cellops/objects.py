@@ -4,16 +4,16 @@ Each object is named by the hash of its stored bytes, written to a temporary fil
 so a reader never sees a half-written object, and checked against its name when read back, so
 a corrupted object is reported instead of restored.
 
-Values are stored by type: DataFrames as Parquet, NumPy arrays as `.npy`, modules by name,
-everything else with cloudpickle.
+A step's values are stored together as one cloudpickle "bundle" (so objects they share stay
+shared); files as copies, folders as a manifest of their files.
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import os
+import pickle
 import shutil
-import types
 from pathlib import Path
 from typing import Any
 
@@ -33,38 +33,50 @@ class ObjectStore:
         return self.root / digest[:2] / f"{digest}.{codec}"
 
     def _commit(self, tmp: Path, codec: str) -> ObjectRef:
-        digest = file_digest(tmp)
-        final = self._path(digest, codec)
-        size = tmp.stat().st_size
-        if final.exists() and file_digest(final) == digest:
-            tmp.unlink()  # else a corrupted copy is there: replace it
-        else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
+        try:
+            digest = file_digest(tmp)
+            final = self._path(digest, codec)
+            size = tmp.stat().st_size
+            if final.exists() and file_digest(final) == digest:
+                tmp.unlink()  # else a corrupted copy is there: replace it
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+        except BaseException:  # an interrupt leaves no temporary file behind
+            tmp.unlink(missing_ok=True)
+            raise
         return {"codec": codec, "digest": digest, "size": size}
 
     # -- values -------------------------------------------------------------------------------
 
-    def put_value(self, value: Any) -> ObjectRef:
-        """Store `value`; raise UnserializableError when no codec can store it."""
-        if isinstance(value, types.ModuleType):
-            return {"codec": "module", "name": value.__name__, "digest": "", "size": 0}
-        for codec, write in _writers_for(value):
-            tmp = temp_path_beside(self.root / "tmp" / "value")
-            try:
-                write(value, tmp)
-            except Exception as exc:  # try the next codec, and report the last failure
-                tmp.unlink(missing_ok=True)
-                error = exc
-                continue
-            return self._commit(tmp, codec)
-        raise UnserializableError(f"{type(value).__name__}: {error}")
+    def put_bundle(self, payload: dict[str, Any], live: dict[int, tuple[Any, Any]]) -> ObjectRef:
+        """Store a step's outputs in one pickle, so objects they share stay shared.
 
-    def get_value(self, ref: ObjectRef) -> Any:
-        if ref["codec"] == "module":
-            return importlib.import_module(ref["name"])
+        `live` maps id(object) -> (reference, object) for the notebook values the step read
+        (a reference is a name, or a (name, path) to an object inside that value): an output
+        that holds one of them (a Pipeline holding an input's PCA) stores the reference, and
+        gets the live object back on restore, not a copy.
+        """
+        tmp = temp_path_beside(self.root / "tmp" / "bundle")
+        try:
+            with open(tmp, "wb") as fh:
+                bundle_pickler(fh, live).dump(payload)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, Exception):
+                raise UnserializableError(f"{type(exc).__name__}: {exc}") from exc
+            raise
+        return self._commit(tmp, "bundle")
+
+    def get_bundle(self, ref: ObjectRef, namespace: dict[str, Any]) -> dict[str, Any]:
         path = self._checked(ref)
-        return _READERS[ref["codec"]](path)
+        with open(path, "rb") as fh:
+            try:
+                return _BundleUnpickler(fh, namespace).load()
+            except CorruptObjectError:
+                raise
+            except Exception as exc:  # a class it needs is gone, a module cannot be imported
+                raise CorruptObjectError(f"cache object {path} cannot be read: {exc}") from exc
 
     # -- files --------------------------------------------------------------------------------
 
@@ -72,7 +84,11 @@ class ObjectStore:
         """Store a file, or a folder as a manifest of its files."""
         if path.is_file():
             tmp = temp_path_beside(self.root / "tmp" / "file")
-            shutil.copyfile(path, tmp)
+            try:
+                shutil.copyfile(path, tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             return self._commit(tmp, "file")
         manifest = {
             child.relative_to(path).as_posix(): self.put_path(child)
@@ -91,8 +107,12 @@ class ObjectStore:
                 return False
             source = self._checked(ref)
             tmp = temp_path_beside(dest)
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, dest)
+            try:
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, dest)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             return True
         manifest = read_json(self._checked(ref)) or {}
         changed = False
@@ -101,7 +121,7 @@ class ObjectStore:
         return changed
 
     def has(self, ref: ObjectRef) -> bool:
-        return ref["codec"] == "module" or self._path(ref["digest"], ref["codec"]).exists()
+        return self._path(ref["digest"], ref["codec"]).exists()
 
     def _checked(self, ref: ObjectRef) -> Path:
         path = self._path(ref["digest"], ref["codec"])
@@ -112,52 +132,39 @@ class ObjectStore:
         return path
 
 
-def _writers_for(value: Any):
-    kind = type(value)
-    if kind.__module__.startswith("pandas.") and kind.__name__ == "DataFrame":
-        yield "parquet", _write_parquet
-    elif kind.__module__ == "numpy" and kind.__name__ == "ndarray" and not value.dtype.hasobject:
-        yield "npy", _write_npy
-    yield "pkl", _write_pickle
+def bundle_pickler(fh: Any, live: dict[int, tuple[Any, Any]]) -> Any:
+    """A cloudpickle pickler that writes the objects of `live` as references by name."""
+    return _bundle_pickler_class()(fh, live)
 
 
-def _write_parquet(df: Any, path: Path) -> None:
-    if not all(isinstance(c, str) for c in df.columns):
-        raise TypeError("Parquet needs string column names")
-    df.to_parquet(path, engine="pyarrow")
+@functools.cache
+def _bundle_pickler_class() -> type:
+    import cloudpickle  # late: `import cellops` stays fast
+
+    class BundlePickler(cloudpickle.Pickler):
+        def __init__(self, fh: Any, live: dict[int, tuple[Any, Any]]):
+            super().__init__(fh, protocol=5)
+            self._live = live
+
+        def persistent_id(self, obj: Any) -> Any:
+            entry = self._live.get(id(obj))
+            return entry[0] if entry is not None and entry[1] is obj else None
+
+    return BundlePickler
 
 
-def _write_npy(array: Any, path: Path) -> None:
-    import numpy as np
+class _BundleUnpickler(pickle.Unpickler):
+    def __init__(self, fh: Any, namespace: dict[str, Any]):
+        super().__init__(fh)
+        self._namespace = namespace
 
-    with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
+    def persistent_load(self, pid: Any) -> Any:
+        name, path = pid if isinstance(pid, tuple) else (pid, ())
+        if name not in self._namespace:
+            raise CorruptObjectError(f"the cached outputs refer to {name!r}, which is not defined")
+        from .replay import resolve
 
-
-def _write_pickle(value: Any, path: Path) -> None:
-    import cloudpickle
-
-    with open(path, "wb") as fh:
-        cloudpickle.dump(value, fh, protocol=5)
-
-
-def _read_parquet(path: Path) -> Any:
-    import pandas as pd
-
-    return pd.read_parquet(path, engine="pyarrow")
-
-
-def _read_npy(path: Path) -> Any:
-    import numpy as np
-
-    return np.load(path, allow_pickle=False)
-
-
-def _read_pickle(path: Path) -> Any:
-    import cloudpickle
-
-    with open(path, "rb") as fh:
-        return cloudpickle.load(fh)
-
-
-_READERS = {"parquet": _read_parquet, "npy": _read_npy, "pkl": _read_pickle}
+        try:
+            return resolve(self._namespace[name], path)
+        except LookupError as exc:
+            raise CorruptObjectError(f"the cached outputs refer to {name}'s {exc}, gone") from exc

@@ -7,72 +7,52 @@ expression.
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
 import sys
 import time
 import traceback
-import types
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from . import recording
-from .analysis import analyze_cell
-from .cache import FORMAT_VERSION, CacheEntry, StepCache
+from . import generators, observed, recording, replay
+from .cache import CacheEntry, StepCache
 from .data import hooks as data_hooks
 from .errors import (
     CellopsUsageError,
     CorruptObjectError,
     StoreUnreachableError,
-    UnserializableError,
+    UndigestableError,
 )
-from .hashing import code_digest, hash_strings, path_digest, value_digest
-from .notebook import STEP_NAME, read_step_cells
+from .hashing import code_digest, path_digest, value_digest
 from .objects import ObjectStore
 from .session import ActiveStep, Session
 from .statcache import stat_cache_for
+from .step_outputs import restore_outputs, store_outputs
+from .step_plan import StepPlan, StepSpec, check_step_name, plan_step
 from .stepstate import save_step_state
 
-IGNORED_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "display"}
+__all__ = ["CellOutput", "StepOutcome", "StepPlan", "StepSpec", "plan_step", "run_step", "tell"]
+
+UNDIGESTABLE = "undigestable"
 
 
-class StepWarning(UserWarning):
-    """Something about a step the user should know, that does not stop it."""
+def tell(message: str) -> None:
+    """Something about a step the user should know, that does not stop it: on stderr, where a
+    notebook shows it under the cell. (Not a warning: the cell's own warnings must behave as
+    without cellops, and a warnings filter must not hide what cellops says.)"""
+    print(f"cellops: {message}", file=sys.stderr)
 
 
-@dataclass
-class StepSpec:
-    """A step as the user declared it."""
+class CellOutput(Protocol):
+    """What a front end shows of a cell: recorded while a step runs, shown again on a hit."""
 
-    name: str
-    source: str  # Python code to run (IPython syntax already transformed)
-    raw_source: str | None = None  # the cell body as typed, when it differs
-    inputs: list[str] | None = None
-    outputs: list[str] | None = None
-    params: list[str] = field(default_factory=list)
-    metrics: list[str] = field(default_factory=list)
-    files_in: list[str] = field(default_factory=list)
-    files_out: list[str] = field(default_factory=list)
-    use_cache: bool = True
-    force: bool = False
-    cell_id: str | None = None
+    def capture(self) -> contextlib.AbstractContextManager[list[dict[str, Any]]]: ...
 
+    def format_value(self, value: Any) -> dict[str, Any] | None: ...
 
-@dataclass
-class StepPlan:
-    """What a step reads and writes, with the content hashes that make up its cache key."""
-
-    inputs: dict[str, str]  # name -> value digest
-    outputs: list[str]
-    params: dict[str, str]  # name -> value as logged
-    files_in: dict[str, str]  # project-relative path -> digest
-    files_out: list[str]
-    upstream: dict[str, str]  # step -> its key
-    code_digest: str
-    key: str
+    def replay(self, outputs: list[dict[str, Any]]) -> None: ...
 
 
 @dataclass
@@ -84,153 +64,14 @@ class StepOutcome:
     restored: list[str] = field(default_factory=list)
     cached_from: str | None = None
     saved_seconds: float = 0.0
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # to show again on a hit
+    has_value: bool = False  # on a hit: `value` is the cell's last expression
 
     def message(self) -> str:
         names = ", ".join(self.restored) or "nothing"
         return (
             f"cached: restored {names} from run {self.cached_from} "
             f"(saved {self.saved_seconds:.1f} s)"
-        )
-
-
-def plan_step(session: Session, spec: StepSpec, namespace: dict[str, Any]) -> StepPlan:
-    try:
-        names = analyze_cell(spec.source)
-    except SyntaxError:
-        names = None  # let the cell run and raise Python's own SyntaxError
-    reads = list(spec.inputs) if spec.inputs is not None else list(names.reads if names else [])
-    if spec.inputs is not None:
-        missing = [n for n in spec.inputs if n not in namespace]
-        if missing:
-            raise CellopsUsageError(
-                f"step '{spec.name}': declared input {', '.join(map(repr, missing))} "
-                "is not defined; run the cell that defines it first, or remove it from --inputs"
-            )
-    for name in spec.params:
-        if name not in namespace:
-            raise CellopsUsageError(
-                f"step '{spec.name}': --params names {name!r}, which is not defined; "
-                "define it in an earlier cell (for example the parameters cell)"
-            )
-        if name not in reads:
-            reads.append(name)
-    inputs = {}
-    for name in reads:
-        if name in IGNORED_NAMES or name.startswith("_") or name not in namespace:
-            continue
-        if _is_library_code(namespace[name], session.settings.root):
-            continue
-        inputs[name] = value_digest(namespace[name])
-    outputs = (
-        list(spec.outputs) if spec.outputs is not None else list(names.writes if names else [])
-    )
-    outputs = [n for n in outputs if not n.startswith("_")]
-    params = {
-        name: recording.as_param(namespace[name])
-        for name in reads
-        if name in namespace and (name in spec.params or _is_scalar(namespace[name]))
-    }
-    files_in = {}
-    stat_cache = stat_cache_for(session.settings.state_dir) if spec.files_in else None
-    for raw in spec.files_in:
-        path = _project_path(session, raw)
-        if not path.exists():
-            raise CellopsUsageError(
-                f"step '{spec.name}': --files-in {raw!r} does not exist "
-                f"(looked for {path}); check the path or create the file first"
-            )
-        files_in[_label(session, path)] = path_digest(path, stat_cache)
-    if stat_cache is not None:
-        stat_cache.save()
-    files_out = [_label(session, _output_path(session, spec, raw)) for raw in spec.files_out]
-    upstream = {
-        session.producers[name]: session.last_keys[session.producers[name]]
-        for name in inputs
-        if name in session.producers and session.producers[name] != spec.name
-    }
-    digest = code_digest(spec.source)
-    key = hash_strings(
-        f"cellops-step-v{FORMAT_VERSION}",
-        digest,
-        json.dumps(sorted(inputs.items())),
-        json.dumps(sorted(files_in.items())),
-        json.dumps(sorted(upstream.items())),
-        json.dumps(sorted(outputs)),
-        json.dumps(sorted(files_out)),
-    )
-    return StepPlan(inputs, outputs, params, files_in, files_out, upstream, digest, key)
-
-
-def _is_library_code(value: Any, root: Path) -> bool:
-    """Modules, and functions and classes imported from installed packages, are not inputs:
-    they belong to the environment (the job manifest records package versions). Those defined
-    in the notebook or in the project's own modules are, and count by their source."""
-    if isinstance(value, types.ModuleType):
-        return True
-    if not isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
-        return False
-    module = sys.modules.get(getattr(value, "__module__", None) or "")
-    if module is None or module.__name__ == "__main__":
-        return False
-    source = getattr(module, "__file__", None)
-    return source is None or not Path(source).resolve().is_relative_to(root)
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or type(value) in (bool, int, float, str)
-
-
-def _project_path(session: Session, raw: str) -> Path:
-    path = Path(raw)
-    return (path if path.is_absolute() else Path(os.getcwd()) / path).resolve()
-
-
-def _output_path(session: Session, spec: StepSpec, raw: str) -> Path:
-    path = _project_path(session, raw)
-    root = session.settings.root
-    if path == root or not path.is_relative_to(root):
-        raise CellopsUsageError(
-            f"step '{spec.name}': --files-out {raw!r} is outside the project ({path} is not "
-            f"under {root}), so it cannot be cached or versioned; write it inside the project"
-        )
-    return path
-
-
-def _label(session: Session, path: Path) -> str:
-    try:
-        return path.relative_to(session.settings.root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def check_step_name(session: Session, spec: StepSpec) -> None:
-    if not STEP_NAME.match(spec.name or ""):
-        raise CellopsUsageError(
-            f"invalid step name {spec.name!r}: use up to 64 letters, digits, '_', '-' or '.', "
-            "starting with a letter or '_'; for example: %%step load_data"
-        )
-    known = session.step_cells.get(spec.name, spec.cell_id)
-    if spec.cell_id and known and known != spec.cell_id:
-        raise CellopsUsageError(
-            f"another cell already defines step '{spec.name}'; give this step its own name, "
-            f"for example: %%step {spec.name}_2"
-        )
-    if spec.cell_id:
-        session.step_cells[spec.name] = spec.cell_id
-    if session.notebook.runner == "papermill" and session.notebook.path:
-        _check_notebook_names(session, spec.name)
-
-
-def _check_notebook_names(session: Session, name: str) -> None:
-    try:
-        cells = read_step_cells(session.notebook.path)
-    except (OSError, ValueError):
-        return
-    same = [cell.index for cell in cells if cell.name == name]
-    if len(same) > 1:
-        raise CellopsUsageError(
-            f"step '{name}' is defined by {len(same)} cells (cells {same}) of "
-            f"{session.notebook_label}; give each step its own name"
         )
 
 
@@ -244,25 +85,62 @@ def _ensure_store(session: Session) -> None:
 
 
 def run_step(
-    session: Session, spec: StepSpec, namespace: dict[str, Any], execute: Callable[[], Any]
+    session: Session,
+    spec: StepSpec,
+    namespace: dict[str, Any],
+    execute: Callable[[], Any],
+    output: CellOutput | None = None,
 ) -> StepOutcome:
     """Restore the step from the cache, or run it; either way record it as one MLflow run."""
     __tracebackhide__ = True  # IPython hides this frame from the user's traceback
     check_step_name(session, spec)
+    generators.track_seeding(None)  # no-op once the magics started it with the kernel's history
     _ensure_store(session)
     plan = plan_step(session, spec, namespace)
     data_hooks.before_step(session, spec.name, plan)
     store = ObjectStore(session.settings.objects_dir)
     cache = StepCache(session.settings.cache_dir)
-    if spec.use_cache and not spec.force:
-        entry = _pending_entry(session, plan.key) or cache.lookup(plan.key)
-        if entry is not None:
+    if plan.undigestable and spec.use_cache:
+        tell(
+            f"step '{spec.name}' is not cached, so it runs every time: cellops cannot tell "
+            f"whether an input changed: {'; '.join(plan.undigestable)}"
+        )
+    elif spec.use_cache and not spec.force:
+        pending = _pending_entry(session, plan.key)
+        entries = [pending] if pending is not None else []
+        entries += [
+            e for e in cache.candidates(plan.key) if not entries or e.variant != pending.variant
+        ]
+        reasons = []
+        for entry in entries:
+            changed = _changed_since(session, entry)
+            if changed:
+                reasons.append(f"{changed} (cached run {entry.run_id})")
+                continue
             try:
                 return _restore(session, spec, plan, entry, store, namespace)
             except CorruptObjectError as exc:
-                warnings.warn(f"step '{spec.name}': {exc}; running the step again", StepWarning)
-                cache.forget(plan.key)
-    return _execute(session, spec, plan, store, cache, namespace, execute)
+                tell(f"step '{spec.name}': {exc}; running the step again")
+                cache.forget(plan.key, entry.variant)
+                break
+        else:
+            if reasons:
+                tell(f"step '{spec.name}' runs again: {reasons[0]}")
+    return _execute(session, spec, plan, store, cache, namespace, execute, output)
+
+
+def _changed_since(session: Session, entry: CacheEntry) -> str:
+    """Why the entry no longer holds: a file it read changed, a generator is elsewhere."""
+    stat_cache = stat_cache_for(session.settings.state_dir) if entry.file_checks else None
+    files = observed.changed_files(entry.file_checks, session.settings.root, stat_cache)
+    moved = generators.changed_generators(entry.generator_checks)
+    reasons = [f"{label} changed" for label in files]
+    reasons += [
+        f"it drew from the global {name} random generator, which is in another state now "
+        "(seed it before the step to reuse the result)"
+        for name in moved
+    ]
+    return "; ".join(reasons)
 
 
 def _base_tags(spec: StepSpec, plan: StepPlan) -> dict[str, str]:
@@ -277,11 +155,10 @@ def _base_tags(spec: StepSpec, plan: StepPlan) -> dict[str, str]:
 
 def _restore(session, spec, plan, entry: CacheEntry, store, namespace) -> StepOutcome:
     started = time.perf_counter()
-    values = {name: store.get_value(ref) for name, ref in entry.outputs.items()}
+    restored = restore_outputs(store, entry.bundle, namespace)
     for label, ref in entry.files_out.items():
         store.restore_path(ref, session.settings.root / label)
-    namespace.update(values)
-    restored = list(values) + list(entry.files_out)
+    names = list(entry.restored) + list(entry.files_out)
     run_future = recording.start_step_run(session, spec.name, _base_tags(spec, plan))
     record = recording.StepRecord(
         status="FINISHED",
@@ -292,15 +169,27 @@ def _restore(session, spec, plan, entry: CacheEntry, store, namespace) -> StepOu
             "cellops.cached_from": entry.run_id,
             "cellops.restore_s": f"{time.perf_counter() - started:.3f}",
         },
-        texts=_texts(spec, plan, entry.output_digests, entry.files_out),
+        texts=_texts(spec, plan, entry.output_digests, entry.files_out, entry.file_checks),
     )
     recording.finish_step_run(session, run_future, record)
     data_hooks.after_step(session, spec.name, plan, run_future)
-    _remember(session, spec, plan, "cached", entry.duration_s, entry.metrics, run_future)
-    return StepOutcome(spec.name, plan.key, True, None, restored, entry.run_id, entry.duration_s)
+    _remember(
+        session, spec, plan, "cached", entry.duration_s, entry.metrics, run_future, entry.restored
+    )
+    return StepOutcome(
+        spec.name,
+        plan.key,
+        True,
+        restored.value,
+        names,
+        entry.run_id,
+        entry.duration_s,
+        outputs=entry.cell_outputs,
+        has_value=restored.has_value,
+    )
 
 
-def _texts(spec, plan, output_digests, files_out) -> dict[str, str]:
+def _texts(spec, plan, output_digests, files_out, files_read=None) -> dict[str, str]:
     return {
         "cellops/cell.py": spec.raw_source or spec.source,
         "cellops/step.json": recording.describe_json(
@@ -312,6 +201,8 @@ def _texts(spec, plan, output_digests, files_out) -> dict[str, str]:
                 "outputs": output_digests,
                 "params": plan.params,
                 "files_in": plan.files_in,
+                "files_read": files_read or {},
+                "modules": plan.modules,
                 "files_out": {k: v.get("digest") for k, v in files_out.items()},
                 "upstream": plan.upstream,
             }
@@ -319,77 +210,168 @@ def _texts(spec, plan, output_digests, files_out) -> dict[str, str]:
     }
 
 
-def _execute(session, spec, plan, store, cache, namespace, execute) -> StepOutcome:
+def _execute(session, spec, plan, store, cache, namespace, execute, output) -> StepOutcome:
     __tracebackhide__ = True
     run_future = recording.start_step_run(session, spec.name, _base_tags(spec, plan))
     active = ActiveStep(spec.name, run_future)
     session.active_steps.append(active)
+    read_values = [namespace[n] for n in plan.inputs if n in namespace]
+    inside_inputs = {
+        n: replay.reachable(namespace[n])
+        for n in plan.inputs
+        if n in namespace and replay.is_shareable(namespace[n])
+    }
+    named = observed.named_paths(
+        spec.source, read_values, session.settings.root, session.settings.state_dir
+    )
     started = time.perf_counter()
+    watch = observed.start_file_watch()
     try:
-        value = execute()
+        with generators.GeneratorWatch() as drawn, _capturing(output) as cell_outputs:
+            value = execute()
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         _finish_failed(session, spec, plan, active, status, started)
         raise
     finally:
+        observed.stop_file_watch(watch)
         session.active_steps.remove(active)
-    duration = time.perf_counter() - started
+    ran = _Ran(
+        time.perf_counter() - started, value, watch, named, inside_inputs, drawn, cell_outputs
+    )
+    try:
+        return _record_run(session, spec, plan, store, cache, namespace, active, ran, output)
+    except BaseException as exc:  # an interrupt while outputs are hashed or stored
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        _finish_failed(session, spec, plan, active, status, started)
+        raise
 
-    missing_files = [p for p in plan.files_out if not (session.settings.root / p).exists()]
+
+@dataclass
+class _Ran:
+    """What the cell did when it ran."""
+
+    duration: float
+    value: Any
+    watch: observed.FileWatch
+    named: list[str]  # project files the cell names, as they existed before it ran
+    inside_inputs: dict[str, list[tuple[replay.Path, Any]]]  # objects in its inputs, before
+    generators: generators.GeneratorWatch
+    cell_outputs: list[dict[str, Any]]
+
+
+@contextlib.contextmanager
+def _capturing(output: CellOutput | None) -> Iterator[list[dict[str, Any]]]:
+    if output is None:
+        yield []
+    else:
+        with output.capture() as recorded:
+            yield recorded
+
+
+def _changed_inputs(plan: StepPlan, namespace: dict[str, Any], root: Path) -> list[str]:
+    """Inputs the step changed in place (`rows.append(1)`, `clf.fit(X, y)`): outputs too."""
+    changed = []
+    for name, before in plan.inputs.items():
+        if name in plan.outputs or name not in namespace:
+            continue
+        try:
+            after = value_digest(namespace[name], root)
+        except UndigestableError:
+            after = UNDIGESTABLE
+        if after != before:
+            changed.append(name)
+    return changed
+
+
+def _record_run(session, spec, plan, store, cache, namespace, active, ran, output) -> StepOutcome:
+    settings = session.settings
+    missing_files = [p for p in plan.files_out if not (settings.root / p).exists()]
     if missing_files:
-        _finish_failed(session, spec, plan, active, "FAILED", started)
         raise CellopsUsageError(
             f"step '{spec.name}' did not write {', '.join(missing_files)} declared by "
             "--files-out; write the file in the cell, or drop it from --files-out"
         )
+    changed = _changed_inputs(plan, namespace, settings.root)
     produced = [name for name in plan.outputs if name in namespace]
-    output_digests = {name: value_digest(namespace[name]) for name in produced}
+    produced += [name for name in changed if name not in produced]
+    output_digests = {name: _digest_or_mark(namespace[name], settings.root) for name in produced}
     metrics = _step_metrics(spec, namespace, active)
-    refs, files_refs, unstorable = {}, {}, []
-    if spec.use_cache:
-        for name in produced:
-            try:
-                refs[name] = store.put_value(namespace[name])
-            except UnserializableError as exc:
-                unstorable.append(f"{name} ({exc})")
-        files_refs = {p: store.put_path(session.settings.root / p) for p in plan.files_out}
-    else:
-        files_refs = {p: {"digest": path_digest(session.settings.root / p)} for p in plan.files_out}
-    if unstorable:
-        warnings.warn(
-            f"step '{spec.name}' is not cached: cannot store {', '.join(unstorable)}; "
-            "it still ran and was tracked",
-            StepWarning,
+    stat_cache = stat_cache_for(settings.state_dir)
+    exclude = set(plan.files_in) | set(plan.files_out)
+    reads = observed.file_reads(
+        ran.watch, ran.named, settings.root, settings.state_dir, exclude, stat_cache
+    )
+    stat_cache.save()
+    used = ran.generators.use()
+    cacheable = spec.use_cache and not plan.undigestable
+    if cacheable and reads.unreadable:
+        tell(
+            f"step '{spec.name}' is not cached: it read {', '.join(reads.unreadable)}, which "
+            "cellops could not hash"
         )
-    cacheable = spec.use_cache and not unstorable
+        cacheable = False
+    stored, files_refs = None, {}
+    if cacheable:
+        stored = store_outputs(
+            store, namespace, produced, changed, ran.inside_inputs, used.after, ran.value
+        )
+        if stored.unstorable:
+            tell(
+                f"step '{spec.name}' is not cached: cannot store {', '.join(stored.unstorable)}; "
+                "it still ran and was tracked"
+            )
+            cacheable = False
+    if cacheable:
+        files_refs = {p: store.put_path(settings.root / p) for p in plan.files_out}
+    else:
+        files_refs = {p: {"digest": path_digest(settings.root / p)} for p in plan.files_out}
     tags = {"cellops.state": "executed", "cellops.cacheable": str(cacheable).lower()}
+    if changed:
+        tags["cellops.changed_inputs"] = ",".join(changed)
     record = recording.StepRecord(
         status="FINISHED",
         params={**plan.params, **active.params},
         metrics=[*active.metrics, *((k, v, 0) for k, v in metrics.items())],
         tags=tags,
-        texts=_texts(spec, plan, output_digests, files_refs),
+        texts=_texts(spec, plan, output_digests, files_refs, reads.digests),
         artifacts=active.artifacts,
         staged=[Path(a[0]).parent for a in active.artifacts],
     )
-    record.metrics.append(("cellops.duration_s", duration, 0))
-    recording.finish_step_run(session, run_future, record)
-    data_hooks.after_step(session, spec.name, plan, run_future)
+    record.metrics.append(("cellops.duration_s", ran.duration, 0))
+    recording.finish_step_run(session, active.run_future, record)
+    data_hooks.after_step(session, spec.name, plan, active.run_future)
     all_metrics = {k: v for k, v, _ in active.metrics} | metrics
     if cacheable:
+        cell_outputs = list(ran.cell_outputs)
+        if ran.value is not None and not stored.value_stored and output is not None:
+            shown = output.format_value(ran.value)
+            if shown is not None:
+                cell_outputs.append(shown)
         entry = CacheEntry(
             key=plan.key,
             step=spec.name,
             run_id="",
-            outputs=refs,
+            bundle=stored.ref,
+            restored=produced,
             output_digests=output_digests,
             files_out=files_refs,
             metrics=all_metrics,
-            duration_s=duration,
+            duration_s=ran.duration,
+            file_checks=reads.digests,
+            generator_checks=used.before,
+            cell_outputs=cell_outputs,
         )
-        _save_entry_when_recorded(session, cache, entry, run_future)
-    _remember(session, spec, plan, "fresh", duration, all_metrics, run_future)
-    return StepOutcome(spec.name, plan.key, False, value)
+        _save_entry_when_recorded(session, cache, entry, active.run_future)
+    _remember(session, spec, plan, "fresh", ran.duration, all_metrics, active.run_future, produced)
+    return StepOutcome(spec.name, plan.key, False, ran.value)
+
+
+def _digest_or_mark(value: Any, root: Path) -> str:
+    try:
+        return value_digest(value, root)
+    except UndigestableError:
+        return UNDIGESTABLE
 
 
 def _save_entry_when_recorded(session, cache, entry: CacheEntry, run_future) -> None:
@@ -426,14 +408,13 @@ def _step_metrics(
     metrics = {}
     for name in spec.metrics:
         if name not in namespace:
-            warnings.warn(f"step '{spec.name}': metric {name!r} was not defined", StepWarning)
+            tell(f"step '{spec.name}': metric {name!r} was not defined")
             continue
         number = recording.as_metric(namespace[name])
         if number is None:
-            warnings.warn(
+            tell(
                 f"step '{spec.name}': metric {name!r} is a {type(namespace[name]).__name__}, "
-                "not a number; it was not logged",
-                StepWarning,
+                "not a number; it was not logged"
             )
             continue
         metrics[name] = number
@@ -455,13 +436,14 @@ def _finish_failed(session, spec, plan, active, status, started) -> None:
     )
     recording.finish_step_run(session, active.run_future, record)
     state = "failed" if status == "FAILED" else "killed"
-    _remember(session, spec, plan, state, duration, {}, active.run_future, succeeded=False)
+    _remember(session, spec, plan, state, duration, {}, active.run_future, None)
 
 
-def _remember(session, spec, plan, state, duration, metrics, run_future, succeeded=True) -> None:
-    if succeeded:
+def _remember(session, spec, plan, state, duration, metrics, run_future, produced) -> None:
+    """Note the step's state; `produced` (None when it failed) names what it bound or changed."""
+    if produced is not None:
         session.last_keys[spec.name] = plan.key
-        for name in plan.outputs:
+        for name in produced:
             session.producers[name] = spec.name
     source = spec.raw_source or spec.source
     record = {
@@ -472,7 +454,7 @@ def _remember(session, spec, plan, state, duration, metrics, run_future, succeed
         "code_digest": code_digest(source),
         "source": source,
         "inputs": plan.inputs,
-        "outputs": plan.outputs,
+        "outputs": plan.outputs if produced is None else produced,
         "upstream": plan.upstream,
         "duration_s": round(duration, 3),
         "metrics": metrics,

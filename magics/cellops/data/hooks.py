@@ -11,7 +11,6 @@ the session's tracker thread like every MLflow write.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,18 +112,18 @@ def describe_changed(changed: list[dvc.Recorded], who: str) -> str:
 def after_step(session: Any, step: str, plan: Any, run_future: Any) -> None:
     if not plan.files_in and not plan.files_out:
         return
-    from ..steps import StepWarning
+    from ..steps import tell
 
     settings = session.settings
     try:
         files_in, files_out = file_hashes(settings, plan.files_in, plan.files_out)
     except OSError as exc:  # a file vanished since the step ran
-        warnings.warn(f"step '{step}': its files were not recorded: {exc}", StepWarning)
+        tell(f"step '{step}': its files were not recorded: {exc}")
         return
     try:
         pointers = put_under_dvc(settings.root, files_in, files_out)
     except CellopsError as exc:
-        warnings.warn(f"step '{step}': its output files were not put under DVC: {exc}", StepWarning)
+        tell(f"step '{step}': its output files were not put under DVC: {exc}")
         pointers = {}
     _remember_step(settings, session.notebook_label, step, files_in, files_out)
     session.tracker.submit(

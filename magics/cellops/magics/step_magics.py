@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ast
+import io
 import os
-import sys
-import warnings
+import tokenize
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +17,9 @@ from traitlets import Bool, default
 from ..errors import CellopsError
 from ..notebook import papermill_parameters
 from ..session import current_session, ensure_session
-from ..steps import StepSpec, StepWarning, run_step
+from ..steps import StepSpec, run_step
 from . import drift_magic, registry_magic
+from .cell_output import IPythonCellOutput
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -93,7 +94,8 @@ class StepMagics(Magics):
         The step's inputs (names the cell reads that exist in the notebook) and outputs (names
         it assigns) are found from the code. If the code, the inputs' values, the declared
         input files and the steps upstream are unchanged since a successful run, the cell is
-        not run: its outputs are restored from the cache under `.cellops/`.
+        not run: its outputs are restored from the cache under `.cellops/`, and what it showed
+        (printed text, displays, figures, the last expression's value) is shown again.
 
         Examples::
 
@@ -120,6 +122,8 @@ class StepMagics(Magics):
             raise UsageError(f"{exc}\nusage: {self._usage()}") from None
         transformed = self.shell.transform_cell(cell)
         run, last_expression = self._compile(transformed, cell)
+        # IPython shows nothing for a cell ending in `;`; here it sees only the magic's call
+        shown = last_expression and not _ends_with_semicolon(transformed)
         spec = StepSpec(
             name=args.name,
             source=transformed,
@@ -134,19 +138,20 @@ class StepMagics(Magics):
             force=args.force,
             cell_id=self._cell_id,
         )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", StepWarning)
-            try:
-                outcome = run_step(ensure_session(), spec, self.shell.user_ns, run)
-            except CellopsError as exc:
-                raise UsageError(str(exc)) from None
-            finally:
-                _show_warnings(caught)
+        # No warnings.catch_warnings here: the cell's warnings and filters are a plain cell's.
+        output = IPythonCellOutput(self.shell)
+        try:
+            outcome = run_step(ensure_session(), spec, self.shell.user_ns, run, output=output)
+        except CellopsError as exc:
+            raise UsageError(str(exc)) from None
         if outcome.cached:
             if self.show_restored:
                 print(outcome.message())
-            return None
-        return outcome.value if last_expression else None
+            # the code digest ignores a trailing `;`: the entry may hold the value's display
+            replayed = outcome.outputs if shown else _without_results(outcome.outputs)
+            output.replay(replayed)
+            return outcome.value if outcome.has_value and shown else None
+        return outcome.value if shown else None
 
     def _usage(self) -> str:
         return (
@@ -243,11 +248,19 @@ def _rest(line: str) -> str:
     return line.strip().partition(" ")[2].strip()
 
 
-def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
-    for warning in caught:
-        if issubclass(warning.category, StepWarning):
-            print(f"cellops: {warning.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
+def _ends_with_semicolon(code: str) -> bool:
+    """Whether the code's last token is `;` (IPython's rule for a quiet cell)."""
+    skip = {tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT,
+            tokenize.INDENT, tokenize.DEDENT}  # fmt: skip
+    last = None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.type not in skip:
+                last = token
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return last is not None and last.type == tokenize.OP and last.string == ";"
+
+
+def _without_results(outputs: list[dict]) -> list[dict]:
+    return [o for o in outputs if o.get("output_type") != "execute_result"]
