@@ -84,6 +84,7 @@ def drift(
 
 def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's own signature
     """`%load_ext cellops`: register the magics and open the notebook's session run."""
+    from .generators import track_seeding
     from .magics import StepMagics
     from .notebook import detect_notebook
     from .session import start_session
@@ -95,10 +96,25 @@ def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's own sig
     ipython.configurables.append(magics)
     ipython.events.register("pre_run_cell", magics.pre_run_cell)
     ipython.events.register("post_run_cell", magics.post_run_cell)
+    if ipython.has_trait("exit_now"):
+        ipython.observe(_end_session_on_exit, names="exit_now")
+    track_seeding(list(ipython.user_ns.get("In", [])))  # what ran before cellops loaded
     start_session(detect_notebook(ipython.user_ns))
     for source in ipython.user_ns.get("In", []):  # papermill's cell may run before this one
         magics.record_parameters(source)
     _loaded.update(shell=ipython, magics=magics)
+
+
+def _end_session_on_exit(change: dict) -> None:
+    """End the session as soon as the kernel is told to shut down (`exit_now`), not at exit:
+    a kernel whose children ignore SIGTERM (the resource trackers joblib's `n_jobs=2` leaves)
+    spends up to ~15 s terminating them after the request, and jupyter_client SIGTERMs the
+    kernel 2.5 s after asking, so `atexit` never runs and the next session's reaper would mark
+    a finished notebook's run KILLED."""
+    from .session import end_session
+
+    if change["new"]:
+        end_session()
 
 
 def unload_ipython_extension(ipython) -> None:  # noqa: ANN001
@@ -112,4 +128,6 @@ def unload_ipython_extension(ipython) -> None:  # noqa: ANN001
         ipython.events.unregister("post_run_cell", magics.post_run_cell)
         if magics in ipython.configurables:
             ipython.configurables.remove(magics)
+        if ipython.has_trait("exit_now"):
+            ipython.unobserve(_end_session_on_exit, names="exit_now")
     end_session()

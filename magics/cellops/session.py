@@ -3,6 +3,11 @@
 The session run is opened on the tracker's thread, so `%load_ext cellops` does not wait for
 MLflow's imports or a new store's migrations; the first step waits for it before its cell
 runs, which is also when an unreachable store is reported.
+
+The run ends at interpreter exit (`atexit`) and, in a kernel, as soon as the kernel is asked
+to shut down (`load_ipython_extension` hooks IPython's `exit_now`; see there why). Only the
+process that opened the session ends it: a forked child inherits the session and the
+`atexit` handler, and must not end its parent's run.
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ class Session:
         self.last_keys: dict[str, str] = {}  # step -> its last cache key this session
         self.parameters: dict[str, str] = {}
         self.pending_entries: dict[str, tuple[Any, Future[str]]] = {}  # key -> (entry, run)
+        self.pid = os.getpid()  # the owner: a forked child inherits this object, not the run
         self.run_future: Future[SessionRun] = self.tracker.submit(self._open_run)
 
     # -- the session run ----------------------------------------------------------------------
@@ -144,6 +150,8 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        if os.getpid() != self.pid:
+            return  # a forked child: the run and the tracker's thread are the parent's
         status = "FAILED" if self.failed else "FINISHED"
 
         def end(client: Any) -> None:
