@@ -151,3 +151,94 @@ def test_import_cellops_does_not_import_heavy_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- `cellops steps` after a real run: the parameters cell, read without a kernel ----------------
+
+
+def _execute(project: Path, notebook: Path) -> None:
+    """Run `notebook` in a fresh kernel with nbclient, as Jupyter would (it names the notebook)."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(project)}}
+    )
+    client.execute(env={**os.environ, "JPY_SESSION_NAME": str(notebook)})
+
+
+def _with_cell(notebook: Path, index: int, source: str, tags: list[str] | None = None) -> None:
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells[index].source = source
+    if tags is not None:
+        nb.cells[index].metadata["tags"] = tags
+    nbformat.write(nb, notebook)
+
+
+def _rows(output: str) -> dict[str, str]:
+    """step -> its row in the table `cellops steps` printed."""
+    return {line.split()[0]: line for line in output.splitlines()[3:] if line.strip()}
+
+
+def test_steps_sees_an_edited_parameters_cell_as_the_kernel_would(project: Path) -> None:
+    notebook = project / "notebooks" / "params.ipynb"
+    notebook.parent.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext cellops"),
+        nbformat.v4.new_code_cell("n_rows = 100\nlabel = 'demo'\ncolumns = ['a', 'b']"),
+        nbformat.v4.new_code_cell("%%step load\ndf = [(i, label) for i in range(n_rows)]"),
+        nbformat.v4.new_code_cell("%%step train --metrics total\ntotal = len(df) * len(columns)"),
+        nbformat.v4.new_code_cell("%%step report\nsummary = f'{label}: {total}'"),
+    ]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, notebook)
+    _execute(project, notebook)
+    parameters = "n_rows = 100\nlabel = 'demo'\ncolumns = ['a', 'b']"
+
+    result = CliRunner().invoke(cli, ["steps", "notebooks/params.ipynb"])
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.output)
+    assert list(rows) == ["load", "train", "report"]
+    assert all(row.split()[1] == "fresh" for row in rows.values()), result.output
+
+    # a changed default: the steps that read it are stale, and everything downstream of them
+    _with_cell(notebook, 1, parameters.replace("100", "200"))
+    result = cellops("steps", "notebooks/params.ipynb", cwd=project)
+    assert result.returncode == 0, result.stderr
+    rows = _rows(result.stdout)
+    assert rows["load"].split()[1] == "stale" and "input changed: n_rows" in rows["load"]
+    assert "stale" in rows["train"] and "upstream 'load' is stale" in rows["train"]
+    assert "stale" in rows["report"] and "upstream 'train' is stale" in rows["report"]
+
+    # two steps read `label` directly: both name it
+    _with_cell(notebook, 1, parameters.replace("'demo'", "'other'"))
+    rows = _rows(CliRunner().invoke(cli, ["steps", "notebooks/params.ipynb"]).output)
+    assert "input changed: label" in rows["load"] and "input changed: label" in rows["report"]
+
+    # a list default, compared by content; the cell back as it was is fresh again
+    _with_cell(notebook, 1, parameters.replace("'b']", "'b', 'c']"))
+    rows = _rows(CliRunner().invoke(cli, ["steps", "notebooks/params.ipynb"]).output)
+    assert rows["load"].split()[1] == "fresh"
+    assert "input changed: columns" in rows["train"]
+    _with_cell(notebook, 1, parameters + "  # the same values")
+    rows = _rows(CliRunner().invoke(cli, ["steps", "notebooks/params.ipynb"]).output)
+    assert all(row.split()[1] == "fresh" for row in rows.values())
+
+    # without the tag, the plain cells before the first step are the parameters
+    _with_cell(notebook, 1, parameters.replace("100", "300"), tags=[])
+    rows = _rows(CliRunner().invoke(cli, ["steps", "notebooks/params.ipynb"]).output)
+    assert "input changed: n_rows" in rows["load"]
+
+    # a value bound again after the parameters cell is not known without a kernel: not judged
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell("n_rows = n_rows // 3"))
+    nbformat.write(nb, notebook)
+    rows = _rows(CliRunner().invoke(cli, ["steps", "notebooks/params.ipynb"]).output)
+    assert rows["load"].split()[1] == "fresh"
+
+    # the project-wide listing judges the same way
+    _with_cell(notebook, 1, parameters.replace("'demo'", "'again'"), tags=["parameters"])
+    result = CliRunner().invoke(cli, ["steps"])
+    assert result.exit_code == 0, result.output
+    assert "input changed: label" in result.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cellops.hashing import code_digest
+from cellops.hashing import code_digest, value_digest
 from cellops.notebook import StepCell
 from cellops.status import (
     CACHED,
@@ -13,6 +13,7 @@ from cellops.status import (
     NEVER_RUN,
     STALE,
     StepStatus,
+    changed_inputs,
     format_table,
     step_statuses,
 )
@@ -194,3 +195,19 @@ def test_format_table_lists_every_step_with_aligned_columns() -> None:
 
 def test_format_table_without_steps_says_how_to_make_one() -> None:
     assert "%%step NAME" in format_table([])
+
+
+def test_changed_inputs_compares_digests_of_the_inputs_no_step_produces() -> None:
+    states = all_fresh()
+    states["load"]["inputs"] = {"n": value_digest(100), "seed": value_digest(7)}
+    states["load"]["outputs"] = ["df"]
+    states["features"]["inputs"] = {"df": "digest-of-df", "cols": value_digest(["a"])}
+
+    kernel = changed_inputs(states, {"n": 200, "cols": ["a"]})  # a kernel without `seed`
+    assert kernel(states["load"]) == ["n", "seed"]
+    assert kernel(states["features"]) == []  # `df` is judged through `load`
+
+    notebook_file = changed_inputs(states, {"n": 100, "cols": ["a", "b"]}, missing_changed=False)
+    statuses = step_statuses(states, cells(), notebook_file)
+    assert states_of(statuses) == {"load": FRESH, "features": STALE, "train": STALE}
+    assert statuses[1].why == "input changed: cols"

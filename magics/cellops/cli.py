@@ -24,23 +24,25 @@ def cli() -> None:
 def steps(notebook: Path | None) -> None:
     """The steps of NOTEBOOK: fresh, cached, stale, failed or never run.
 
+    Without a kernel, a step is stale when its code changed, when a value its parameters cell
+    assigns (`NAME = literal`; without a cell tagged `parameters`, the cells before the first
+    step) differs from the one it ran with, or when a step upstream of it is.
     Without NOTEBOOK, every notebook of the project that has step records is listed.
     """
     from .config import load_settings
-    from .notebook import read_step_cells
-    from .status import format_table, step_statuses
-    from .stepstate import load_step_states, notebook_labels
+    from .status import format_table
+    from .stepstate import notebook_labels
+    from .views import file_statuses
 
     settings = load_settings(notebook.resolve().parent if notebook else None)
     if notebook is not None:
         if not notebook.is_file():
             raise click.UsageError(f"{notebook} does not exist; give the path of a .ipynb file")
+        label = _relative(notebook.resolve(), settings.root)
         try:
-            cells = read_step_cells(notebook)
+            statuses = file_statuses(settings, label, notebook)
         except ValueError as exc:
             raise click.UsageError(f"{notebook} is not a readable notebook: {exc}") from None
-        label = _relative(notebook.resolve(), settings.root)
-        statuses = step_statuses(load_step_states(settings, label), cells)
         click.echo(f"{label}\n{format_table(statuses)}")
         return
     labels = notebook_labels(settings)
@@ -48,8 +50,10 @@ def steps(notebook: Path | None) -> None:
         click.echo("no steps recorded yet in this project")
     for label in labels:
         path = settings.root / label
-        cells = read_step_cells(path) if path.is_file() else None
-        statuses = step_statuses(load_step_states(settings, label), cells)
+        try:
+            statuses = file_statuses(settings, label, path if path.is_file() else None)
+        except ValueError:  # a notebook being saved, or broken: its records alone
+            statuses = file_statuses(settings, label, None)
         click.echo(f"{label}\n{format_table(statuses)}\n")
 
 

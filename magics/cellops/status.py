@@ -7,11 +7,13 @@ step upstream of it re-ran with another result or is itself stale, failed or nev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .hashing import code_digest
+from .errors import CellopsError
+from .hashing import code_digest, value_digest
 from .notebook import StepCell
 
 FRESH, CACHED, STALE, FAILED, NEVER_RUN = "fresh", "cached", "stale", "failed", "never run"
@@ -83,6 +85,45 @@ def step_statuses(
                 status.state, status.why = STALE, f"upstream '{upstream}' re-ran"
                 break
     return [result[name] for name in order]
+
+
+def changed_inputs(
+    states: dict[str, dict[str, Any]],
+    values: Mapping[str, Any],
+    root: Path | None = None,
+    *,
+    missing_changed: bool = True,
+) -> Callable[[dict[str, Any]], list[str]]:
+    """`inputs_changed` for `step_statuses`: the inputs of a step, among those no step produces
+    (a step's outputs are judged through that step), whose value in `values` has another
+    digest than the one recorded when the step ran.
+
+    `values` is a kernel's namespace, where a missing name counts as changed, or the values a
+    notebook file gives its parameters (`missing_changed=False`: the file knows no others).
+    """
+    produced = {name for state in states.values() for name in state.get("outputs") or ()}
+
+    def inputs_changed(state: dict[str, Any]) -> list[str]:
+        changed = []
+        for name, digest in (state.get("inputs") or {}).items():
+            if name in produced:
+                continue
+            if name not in values:
+                if missing_changed:
+                    changed.append(name)
+            elif _digest(values[name], root) != digest:
+                changed.append(name)
+        return changed
+
+    return inputs_changed
+
+
+def _digest(value: Any, root: Path | None) -> str | None:
+    """The digest the step engine records for an input (None if it cannot have one)."""
+    try:
+        return value_digest(value, root)
+    except CellopsError:  # a value with no digest alike in every process: never "the same"
+        return None
 
 
 def format_table(statuses: list[StepStatus]) -> str:

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .hashing import value_digest
-from .notebook import StepCell, read_step_cells
+from .notebook import StepCell, read_notebook, read_step_cells
 from .session import Session
-from .status import StepStatus, step_statuses
+from .status import StepStatus, changed_inputs, step_statuses
 from .stepstate import load_step_states
 
 
@@ -26,18 +25,20 @@ def session_statuses(session: Session, namespace: dict[str, Any]) -> list[StepSt
     """Statuses as this kernel sees them: inputs compared with the values in `namespace`."""
     session.tracker.flush()  # the run ids are written on the tracker's thread
     states = load_step_states(session.settings, session.notebook_label)
-    produced = {name for state in states.values() for name in state.get("outputs", [])}
+    judge = changed_inputs(states, namespace, session.settings.root)
+    return step_statuses(states, notebook_cells(session.notebook.path), judge)
 
-    def inputs_changed(state: dict[str, Any]) -> list[str]:
-        changed = []
-        for name, digest in (state.get("inputs") or {}).items():
-            if name in produced:
-                continue  # judged through the upstream step instead
-            if name not in namespace or value_digest(namespace[name]) != digest:
-                changed.append(name)
-        return changed
 
-    return step_statuses(states, notebook_cells(session.notebook.path), inputs_changed)
+def file_statuses(settings: Settings, label: str, path: Path | None) -> list[StepStatus]:
+    """Statuses as the notebook file at `path` shows them, without a kernel: each step's code
+    compared with its cell, and the literal values of the parameters cell with the inputs the
+    steps read (see `notebook.read_notebook`). Raises ValueError if the file is no notebook."""
+    states = load_step_states(settings, label)
+    if path is None:
+        return step_statuses(states)
+    cells, parameters = read_notebook(path)
+    judge = changed_inputs(states, parameters, settings.root, missing_changed=False)
+    return step_statuses(states, cells, judge)
 
 
 def status_frame(session: Session, namespace: dict[str, Any]) -> Any:
