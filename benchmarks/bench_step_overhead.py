@@ -8,6 +8,14 @@ step a new input value, so every `%%step` repetition really executes; cache hits
 separately.
 
     python benchmarks/bench_step_overhead.py [--reps 30] [--profile]
+        [--baseline REV|none] [--rounds 6] [--baseline-reps 15]
+
+Then, against the previous cellops (`--baseline`, default `HEAD`: the last commit, right while
+the change being measured is uncommitted; `8ac2115` is the commit before the step-engine
+rework): the same trivial executed `%%step` in fresh processes, one running the code of a
+`git worktree` of REV (`PYTHONPATH=<worktree>/magics`), one the working tree's, alternating
+for `--rounds` rounds; each process warms up, then times `--baseline-reps` steps. The
+worktree is removed at the end.
 
 A measurement, not a test: it prints figures and exits 0.
 """
@@ -18,19 +26,36 @@ import argparse
 import contextlib
 import cProfile
 import io
+import json
 import os
 import pstats
 import random
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import isolate_process, make_project, median_ms, remove_project, spread_ms, verdict
+from _common import (
+    clean_env,
+    isolate_process,
+    make_project,
+    median_ms,
+    remove_project,
+    spread_ms,
+    verdict,
+)
 
 GOAL = 1.5  # the step's latency may be at most 1.5x the bare MLflow run's
+BASELINE_GOAL = 1.5  # ... and at most 1.5x the previous cellops's (9.8 ms before the rework)
+BEFORE_REWORK_MS = 9.8
+REPO = Path(__file__).resolve().parent.parent
+WORKER_MARK = "BENCH-WORKER-RESULT "
 BODY = "x = i * 2\nscore = x / 10"
 STEP_CELL = f"%%step trivial --metrics score\n{BODY}"
 
@@ -86,7 +111,18 @@ def main() -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also cProfile the step cells (main thread)"
     )
+    parser.add_argument(
+        "--baseline", default="HEAD", metavar="REV",
+        help="the previous cellops to compare with (a git revision), or 'none' (default: HEAD)",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=6, help="baseline rounds (processes each)")
+    parser.add_argument(
+        "--baseline-reps", type=int, default=15, help="timed steps per baseline process"
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return _worker(args.baseline_reps)
     reps = args.reps
 
     here = os.getcwd()
@@ -95,14 +131,18 @@ def main() -> int:
     print(f"project: {root} (temporary); load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")  # fmt: skip
     try:
-        return _bench(root, reps, args.profile)
+        _bench(root, reps, args.profile)
     finally:
         os.chdir(here)
         remove_project(root)
-        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    if args.baseline.lower() != "none":
+        compare_with_baseline(args.baseline, args.rounds, args.baseline_reps)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    return 0
 
 
-def _bench(root: Path, reps: int, profile: bool) -> int:
+def new_shell():
+    """A real IPython shell with `%load_ext cellops`; the seconds the extension took to load."""
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
@@ -111,7 +151,11 @@ def _bench(root: Path, reps: int, profile: bool) -> int:
     shell = InteractiveShell.instance(config=config)
     started = time.perf_counter()
     shell.run_line_magic("load_ext", "cellops")
-    load_ext_s = time.perf_counter() - started
+    return shell, time.perf_counter() - started
+
+
+def _bench(root: Path, reps: int, profile: bool) -> int:
+    shell, load_ext_s = new_shell()
 
     from mlflow.tracking import MlflowClient
 
@@ -292,6 +336,182 @@ def _bench(root: Path, reps: int, profile: bool) -> int:
         print("  cProfile of %%step cells (main thread only; the writer thread is not profiled)")
         print(profile_text)
     return 0
+
+
+# -- against the previous cellops: the same trivial step, each version in its own processes ---
+
+
+def _worker(reps: int) -> int:
+    """In a fresh process (run by `compare_with_baseline`): warm up, then time `reps` executed
+    trivial steps (each flushed before the next, as in the rounds above) and the plain cell;
+    print the figures as one JSON line. Whichever cellops `PYTHONPATH` gives is measured."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    root = make_project("overhead-worker")
+    isolate_process(root)
+    try:
+        shell, load_ext_s = new_shell()
+        from mlflow.tracking import MlflowClient
+
+        import cellops
+        from cellops.session import current_session
+
+        session = current_session()
+        tracker = session.tracker
+        for value in (-1, -2, -3):  # warm-up: the session run, imports, a first step
+            shell.user_ns["i"] = value
+            run_cell(shell, STEP_CELL)
+            tracker.flush()
+            run_cell(shell, BODY)
+        step, step_cpu, flush, plain = [], [], [], []
+        for k in range(reps):
+            shell.user_ns["i"] = k  # a new input: every step executes
+            plain.append(run_cell(shell, BODY))
+            cpu_started = time.thread_time()  # this (the main) thread's CPU: less load-bound
+            step.append(run_cell(shell, STEP_CELL))
+            step_cpu.append(time.thread_time() - cpu_started)
+            flush.append(timed(tracker.flush))
+        client = MlflowClient(session.settings.tracking_uri)
+        runs = client.search_runs(
+            [session.run.experiment_id], "tags.`cellops.step` = 'trivial'", max_results=1000
+        )
+        states: dict[str, int] = {}
+        for run in runs:
+            state = run.data.tags.get("cellops.state", "?")
+            states[state] = states.get(state, 0) + 1
+        shell.run_line_magic("unload_ext", "cellops")
+        result = {
+            "file": cellops.__file__,
+            "step": step,
+            "step_cpu": step_cpu,
+            "flush": flush,
+            "plain": plain,
+            "load_ext": load_ext_s,
+            "states": states,
+        }
+    finally:
+        os.chdir(REPO)
+        remove_project(root)
+    print(WORKER_MARK + json.dumps(result))
+    return 0
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def _run_worker(code_dir: Path, reps: int) -> dict[str, object]:
+    """One fresh process measuring the cellops under `code_dir` (its `magics` folder)."""
+    env = {**clean_env(), "PYTHONPATH": str(code_dir / "magics")}
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+    command += ["--baseline-reps", str(reps)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    lines = [x for x in done.stdout.splitlines() if x.startswith(WORKER_MARK)]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"worker for {code_dir} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1][len(WORKER_MARK) :])
+    where = Path(result["file"]).resolve()
+    if not where.is_relative_to((code_dir / "magics").resolve()):
+        raise RuntimeError(f"the worker for {code_dir} imported cellops from {where}")
+    return result
+
+
+def compare_with_baseline(rev: str, rounds: int, reps: int) -> None:
+    print()
+    try:
+        commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    except RuntimeError as exc:
+        print(f"against the previous cellops: skipped, {exc}")
+        return
+    described = _git("log", "-1", "--format=%h %s", commit)
+    dirty = _git("status", "--porcelain", "--", "magics")
+    if not dirty and commit == _git("rev-parse", "HEAD"):
+        print(f"note: magics/ has no uncommitted changes, so {rev} is the working tree's own")
+        print("code (the figures below measure the noise); to compare with an older cellops,")
+        print("pass --baseline COMMIT, e.g. the last commit before the change being measured")
+    worktree = Path(tempfile.mkdtemp(prefix="cellops-baseline-"))
+    worktree.rmdir()  # git creates it
+    results: dict[str, list[dict[str, object]]] = {"baseline": [], "new": []}
+    try:
+        _git("worktree", "add", "--detach", "--quiet", str(worktree), commit)
+        code = {"baseline": worktree, "new": REPO}
+        for round_ in range(rounds):  # alternate which goes first
+            order = ["baseline", "new"] if round_ % 2 == 0 else ["new", "baseline"]
+            for which in order:
+                results[which].append(_run_worker(code[which], reps))
+    except RuntimeError as exc:
+        print(f"against the previous cellops: stopped, {exc}")
+        return
+    finally:
+        try:
+            _git("worktree", "remove", "--force", str(worktree))
+        except RuntimeError:
+            shutil.rmtree(worktree, ignore_errors=True)
+            subprocess.run(["git", "worktree", "prune"], cwd=REPO, capture_output=True)
+    _report_baseline(rev, described, dirty, worktree, results, rounds, reps)
+
+
+def _report_baseline(rev, described, dirty, worktree, results, rounds, reps) -> None:
+    def pooled(which: str, key: str) -> list[float]:
+        return [x for r in results[which] for x in r[key]]
+
+    def per_round(which: str) -> str:
+        return ", ".join(f"{median_ms(r['step']):.1f}" for r in results[which])
+
+    changed = len(dirty.splitlines())
+    print(f"against the previous cellops: {rev} = {described}")
+    print(f"  baseline code: a git worktree of it ({worktree}, removed), PYTHONPATH=<it>/magics")
+    print(f"  new code: this working tree ({changed} uncommitted changes under magics/)")
+    print(f"  {rounds} rounds of 2 fresh processes, alternating who goes first; each process")
+    print(f"  warms up (3 steps), then times {reps} executed trivial steps (a new i each, flushed")
+    print(f"  before the next): n={rounds * reps} per version")
+    for which in ("baseline", "new"):
+        files = {r["file"] for r in results[which]}
+        print(f"  {which}: cellops imported from {', '.join(sorted(files))}")
+    print()
+    short = described.split()[0]
+    for which, label in (
+        ("baseline", f"previous cellops ({rev} {short})"),
+        ("new", "working tree"),
+    ):
+        print(f"  {label}")
+        rows = (
+            ("%%step, executed: latency the user waits for", spread_ms(pooled(which, "step"))),
+            ("  per-process medians", f"{per_round(which)} ms"),
+            ("  its main thread's CPU time", spread_ms(pooled(which, "step_cpu"))),
+            ("  + until its records are durable (flush)", spread_ms(pooled(which, "flush"))),
+            ("plain cell", spread_ms(pooled(which, "plain"))),
+        )
+        for name, figure in rows:
+            print(f"    {name:<46}{figure}")
+        load = statistics.median(r["load_ext"] for r in results[which]) * 1000
+        print(f"    {'%load_ext cellops (median of the processes)':<46}{load:8.1f} ms")
+        states: dict[str, int] = {}
+        for r in results[which]:
+            for state, n in r["states"].items():
+                states[state] = states.get(state, 0) + n
+        expected = rounds * (reps + 3)
+        ok = states == {"executed": expected}
+        note = "" if ok else f"  WARNING: expected executed={expected}; figures are suspect"
+        print(f"    {'check via MlflowClient: step runs by state':<46}{states}{note}")
+    base, new = median_ms(pooled("baseline", "step")), median_ms(pooled("new", "step"))
+    ratio = new / base
+    print()
+    goal = f"goal <= {BASELINE_GOAL}x: {verdict(ratio <= BASELINE_GOAL)}"
+    round_ratios = [
+        median_ms(n["step"]) / median_ms(b["step"])
+        for b, n in zip(results["baseline"], results["new"], strict=True)
+    ]
+    print("  ratios (medians of the executed steps' latency)")
+    print(f"    {'new / previous':<42}{ratio:6.2f}x   {goal}")
+    print(f"    {'new - previous':<42}{new - base:+6.1f} ms")
+    print(f"    {'per round':<42}{', '.join(f'{r:.2f}x' for r in round_ratios)}")
+    cpu_ratio = median_ms(pooled("new", "step_cpu")) / median_ms(pooled("baseline", "step_cpu"))
+    print(f"    {'main-thread CPU time, new / previous':<42}{cpu_ratio:6.2f}x   (less load-bound)")
+    label = f"new / {BEFORE_REWORK_MS} ms (measured before the rework)"
+    print(f"    {label:<42}{new / BEFORE_REWORK_MS:6.2f}x   (another day and load: for reference)")
 
 
 if __name__ == "__main__":
