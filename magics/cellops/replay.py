@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sys
 import types
+from collections import deque
+from itertools import islice
 from typing import Any
 
 _ATOMS = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range)
@@ -168,24 +170,32 @@ Path = tuple  # steps from a notebook value to an object inside it: ("a", name) 
 def reachable(value: Any) -> list[tuple[Path, Any]]:
     """The containers and plain instances inside `value` (itself first), each with its path:
     through attribute dicts, list and tuple items and dict values under str or int keys.
-    A Pipeline's steps and the PCA inside them are reached; arrays and frames are leaves."""
+    A Pipeline's steps and the PCA inside them are reached; arrays and frames are leaves.
+    At most MAX_REACHABLE objects are looked at (a list of a million numbers is not walked)."""
     found: list[tuple[Path, Any]] = []
     seen: set[int] = set()
-    queue: list[tuple[Path, Any]] = [((), value)]
-    while queue and len(found) < MAX_REACHABLE:
-        path, obj = queue.pop(0)
-        if id(obj) in seen or not is_shareable(obj) and not isinstance(obj, tuple):
+    queue: deque[tuple[Path, Any]] = deque([((), value)])
+    while queue and len(seen) < MAX_REACHABLE:
+        path, obj = queue.popleft()
+        if id(obj) in seen:
             continue
         seen.add(id(obj))
         kind = kind_of(obj)
         if kind in ("attributes", "list", "dict") or (kind is not None and path == ()):
             found.append((path, obj))
         if kind == "attributes" or (kind == "list" and hasattr(obj, "__dict__")):
-            queue += [((*path, ("a", k)), v) for k, v in vars(obj).items() if type(k) is str]
-        if kind == "list" or isinstance(obj, tuple):
-            queue += [((*path, ("i", i)), v) for i, v in enumerate(obj)]
+            children = [(("a", k), v) for k, v in vars(obj).items() if type(k) is str]
+        elif kind == "list" or isinstance(obj, tuple):
+            children = [(("i", i), v) for i, v in islice(enumerate(obj), MAX_REACHABLE)]
         elif kind == "dict":
-            queue += [((*path, ("k", k)), v) for k, v in obj.items() if type(k) in (str, int)]
+            children = [(("k", k), v) for k, v in obj.items() if type(k) in (str, int)]
+        else:
+            continue
+        queue.extend(
+            ((*path, step), child)
+            for step, child in children
+            if isinstance(child, tuple) or is_shareable(child)
+        )
     return found
 
 
