@@ -189,11 +189,11 @@ def module_is_project(module: types.ModuleType, root: Path | None) -> bool:
         if not folders:
             return True  # made in memory (types.ModuleType, exec): the notebook's own
         path = folders[0]  # a namespace package
-    return root is not None and _is_project_file(os.fspath(path), os.fspath(root))
+    return root is not None and is_project_file(os.fspath(path), os.fspath(root))
 
 
 @functools.lru_cache(maxsize=8192)
-def _is_project_file(path: str, root: str) -> bool:
+def is_project_file(path: str, root: str) -> bool:
     """Under `root`, but not in an environment: a `.venv` often lives inside the project."""
     file, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
     if not file.is_relative_to(top) or {"site-packages", "dist-packages"} & set(file.parts):

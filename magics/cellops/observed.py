@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .digest_code import is_project_file
 from .hashing import path_digest
 from .statcache import StatCache
 
@@ -84,11 +85,6 @@ def stop_file_watch(watch: FileWatch) -> None:
             _watches.remove(watch)
 
 
-def _environment_dirs() -> list[Path]:
-    dirs = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    return sorted(dirs)
-
-
 def project_file(raw: str, root: Path, state_dir: Path, cwd: str) -> Path | None:
     """The project file (or folder) `raw` names, or None: outside the project, in cellops's own
     state, in git's, or part of the Python environment (a venv may live inside the project)."""
@@ -110,10 +106,8 @@ def project_file(raw: str, root: Path, state_dir: Path, cwd: str) -> Path | None
             path = Path(importlib.util.source_from_cache(str(path)))
         except (ValueError, NotImplementedError):
             return None
-    if any(part in ("site-packages", "dist-packages") for part in parts):
-        return None
-    if any(path.is_relative_to(env) for env in _environment_dirs()):
-        return None
+    if not is_project_file(str(path), str(root)):
+        return None  # the Python environment: a venv often lives inside the project
     return path if path.exists() else None
 
 
