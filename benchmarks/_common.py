@@ -48,7 +48,7 @@ def isolate_process(root: Path) -> None:
 
 def remove_project(root: Path) -> None:
     """End this process's cellops session (its writes go to `root`), then delete `root`."""
-    session_module = sys.modules.get("cellops.session")
+    session_module = sys.modules.get("cellops.store.session")
     if session_module is not None:
         session_module.end_session()
     shutil.rmtree(root, ignore_errors=True)

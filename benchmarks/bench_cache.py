@@ -99,9 +99,9 @@ def bench_frame(root: Path, reps: int, rows: int) -> None:
     shell = cellops_shell()
     from mlflow.tracking import MlflowClient
 
-    from cellops.hashing import value_digest
-    from cellops.objects import ObjectStore
-    from cellops.session import current_session
+    from cellops.cache.hashing import value_digest
+    from cellops.cache.objects import ObjectStore
+    from cellops.store.session import current_session
 
     session = current_session()
     tracker = session.tracker
@@ -190,11 +190,11 @@ class _DigestSpy:
     after-run check for in-place changes, and the outputs' digests) during one step."""
 
     def __init__(self) -> None:
-        import cellops.step_plan
-        import cellops.steps
+        import cellops.steps.engine
+        import cellops.steps.plan
 
-        self.modules = (cellops.step_plan, cellops.steps)
-        self.original = cellops.steps.value_digest
+        self.modules = (cellops.steps.plan, cellops.steps.engine)
+        self.original = cellops.steps.engine.value_digest
         self.calls: list[tuple[str, float]] = []
 
     def __enter__(self) -> _DigestSpy:
@@ -218,8 +218,8 @@ def bench_digest(root: Path, reps: int, rows: int) -> None:
     shell = cellops_shell()
     from mlflow.tracking import MlflowClient
 
-    from cellops.hashing import value_digest
-    from cellops.session import current_session
+    from cellops.cache.hashing import value_digest
+    from cellops.store.session import current_session
 
     session = current_session()
     tracker = session.tracker

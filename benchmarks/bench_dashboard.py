@@ -53,11 +53,11 @@ def build(checks: int) -> None:
     from sklearn.linear_model import LogisticRegression
 
     import cellops
-    from cellops import session as session_module
     from cellops.monitoring.history import record_check
     from cellops.monitoring.profile import build_profile
     from cellops.monitoring.result import ColumnDrift, DriftResult
     from cellops.registry.store import open_store
+    from cellops.store import session as session_module
 
     rng = np.random.default_rng(0)
     train = pd.DataFrame(rng.normal(size=(5000, len(FEATURES))), columns=FEATURES)
@@ -100,8 +100,8 @@ def view_get(url: str) -> float:
 
 
 def measure(root: Path, preheat: bool, views: int, pause: float, browser) -> dict[str, list]:  # noqa: ANN001
-    from cellops.cli_dashboard import dashboard_url, free_port, start_server, wait_ready
     from cellops.config import load_settings
+    from cellops.dashboards.server import dashboard_url, free_port, start_server, wait_ready
 
     port = free_port(0)
     log = open(root / f"voila-{'preheat' if preheat else 'default'}.log", "w")  # noqa: SIM115

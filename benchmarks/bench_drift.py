@@ -98,7 +98,7 @@ IMPORTS = {
         "pandas",
         "pyarrow.parquet",
         "scipy.stats",
-        "cellops.monitoring.evidently_engine",
+        "cellops.monitoring.engines.evidently",
         "evidently",
         "evidently.presets",
     ],  # fmt: skip
@@ -139,7 +139,7 @@ def child(mode: str, data: Path, reps: int) -> dict:
     if mode == "evidently":
         import pandas as pd
 
-        from cellops.monitoring.evidently_engine import run_evidently
+        from cellops.monitoring.engines.evidently import run_evidently
 
         started = time.perf_counter()
         frames = pd.read_parquet(reference), pd.read_parquet(current)

@@ -110,7 +110,7 @@ def _bench(root: Path, args: argparse.Namespace) -> None:
 
 
 def _first_hash(root: Path, reps: int) -> None:
-    from cellops.hashing import file_digest
+    from cellops.cache.hashing import file_digest
 
     big = root / "big.bin"
     file_digest(big)  # into the page cache, for both tools
@@ -129,9 +129,9 @@ def _cached_step(root: Path, reps: int) -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    from cellops.session import current_session
-    from cellops.statcache import FILE_NAME
-    from cellops.steps import StepSpec, plan_step
+    from cellops.cache.statcache import FILE_NAME
+    from cellops.steps.engine import StepSpec, plan_step
+    from cellops.store.session import current_session
 
     config = Config()
     config.HistoryManager.hist_file = ":memory:"
@@ -180,7 +180,7 @@ def _value_digests(reps: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from cellops.hashing import value_digest
+    from cellops.cache.hashing import value_digest
 
     rng, rows = np.random.default_rng(0), 1_600_000
     from_2d = pd.DataFrame(rng.random((rows, 8)), columns=list("abcdefgh"))

@@ -159,7 +159,7 @@ def _bench(root: Path, reps: int, profile: bool) -> int:
 
     from mlflow.tracking import MlflowClient
 
-    from cellops.session import current_session
+    from cellops.store.session import current_session
 
     session = current_session()
     tracker = session.tracker
@@ -320,7 +320,7 @@ def _bench(root: Path, reps: int, profile: bool) -> int:
     print(
         "  How: every MLflow write of a step (create the run, one log_batch of params, metrics\n"
         "  and tags, the cell source and step.json as text artifacts, end the run) is queued to\n"
-        "  ONE background thread (cellops.tracking.Tracker), in order. The cell returns once\n"
+        "  ONE background thread (cellops.store.tracker.Tracker), in order. The cell returns once\n"
         "  the cache key is computed, the outputs are stored and the jobs are queued; the run\n"
         "  is written while the user reads the result. The queue is flushed before anything\n"
         "  reads the store back (a cache hit on a still-pending entry waits for its run id,\n"
@@ -353,7 +353,7 @@ def _worker(reps: int) -> int:
         from mlflow.tracking import MlflowClient
 
         import cellops
-        from cellops.session import current_session
+        from cellops.store.session import current_session
 
         session = current_session()
         tracker = session.tracker

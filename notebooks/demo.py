@@ -57,7 +57,7 @@ def main() -> int:
     )
     print("\nThe steps, as `cellops steps notebooks/quickstart.ipynb` shows them:\n")
     _print_steps_table()
-    from cellops.views import ui_command
+    from cellops.steps.report import ui_command
 
     print("\nOpen every run, step, param and metric in the MLflow UI:\n")
     print(f"  {ui_command(settings)}\n")
@@ -153,8 +153,8 @@ def _cellops() -> list[str]:
 
 def _forget_earlier_cache(settings: Any) -> bool:
     """Drop the cache entries of the quickstart's last steps, so run 1 starts cold."""
-    from cellops.cache import StepCache
-    from cellops.stepstate import load_step_states
+    from cellops.cache.index import StepCache
+    from cellops.steps.state import load_step_states
 
     cache = StepCache(settings.cache_dir)
     keys = [state["key"] for state in load_step_states(settings, LABEL).values()]

@@ -41,7 +41,7 @@ def ip(project: Path):
     """A real IPython shell with cellops loaded; `ip.run_cell` re-raises the cell's error."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    from cellops import session as session_module
+    from cellops.store import session as session_module
 
     shell = InteractiveShell.instance()
     shell.reset(new_session=True)

@@ -269,7 +269,7 @@ def _git(project: Path, *args: str) -> None:
 
 def step_states(project: Path, notebook: Path) -> dict[str, str | None]:
     """Each step's last state as cellops recorded it in `.cellops/steps/<notebook>/<step>.json`."""
-    from cellops.stepstate import notebook_slug
+    from cellops.steps.state import notebook_slug
 
     folder = (
         project / ".cellops" / "steps" / notebook_slug(notebook.relative_to(project).as_posix())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cellops.analysis import analyze_cell
+from cellops.steps.cell_names import analyze_cell
 
 
 def names(source: str) -> tuple[set[str], set[str]]:

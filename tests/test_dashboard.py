@@ -20,11 +20,11 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from cellops import session as session_module
-from cellops.cli_dashboard import dashboard_url, start_server, wait_ready
 from cellops.config import load_settings
-from cellops.monitoring import dashboard_data as dd
+from cellops.dashboards import data as dd
+from cellops.dashboards.server import dashboard_url, start_server, wait_ready
 from cellops.monitoring.result import ColumnDrift, DriftResult
+from cellops.store import session as session_module
 
 from .conftest import REPO
 
@@ -141,7 +141,7 @@ def dash_root(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path) -
 def voila(dash_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real Voila on 127.0.0.1 serving the dashboard with pre-heated kernels, as `cellops
     dashboard` runs it; one kernel per page view of this module is heated at start."""
-    from cellops.cli_dashboard import free_port
+    from cellops.dashboards.server import free_port
 
     port = free_port(0)
     log = open(tmp_path_factory.mktemp("voila") / "voila.log", "w")  # noqa: SIM115

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from IPython.core.error import UsageError
 
 from cellops.cli import cli
-from cellops.session import current_session
+from cellops.store.session import current_session
 
 from .conftest import fixture_path, run
 from .data_helpers import commit_all, dvc, dvc_file_md5, git, init, md5
@@ -214,7 +214,7 @@ def test_track_file_versions_a_file_from_plain_code_and_inside_a_step(dvc_projec
 
 def test_track_file_without_git_says_run_cellops_init(tmp_path, monkeypatch):
     import cellops
-    from cellops.session import end_session
+    from cellops.store.session import end_session
 
     (tmp_path / "cellops.toml").write_text("")
     (tmp_path / "f.txt").write_text("x")

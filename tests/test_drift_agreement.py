@@ -332,7 +332,7 @@ def test_dataset_drift_matches_evidentlys_own_count(compared: list[Compared]) ->
 
 
 def test_evidently_report_is_saved_as_html(project: Path) -> None:
-    from cellops.monitoring.evidently_engine import run_evidently
+    from cellops.monitoring.engines.evidently import run_evidently
 
     reference, current = make_frames(["num_mean_0.5", "cat5_new"], 400, 400, 21)
     result = run_evidently(reference, current, None, 0.5, None, None)
@@ -352,7 +352,7 @@ def test_evidently_report_is_saved_as_html(project: Path) -> None:
 
 def test_evidently_engine_refuses_bad_input_with_a_named_error(project: Path) -> None:
     from cellops.errors import CellopsUsageError
-    from cellops.monitoring.evidently_engine import run_evidently
+    from cellops.monitoring.engines.evidently import run_evidently
 
     reference, current = make_frames(["num_none", "cat5_none"], 100, 100, 22)
     with pytest.raises(CellopsUsageError, match="missing from the current data: cat5_none"):

@@ -18,13 +18,13 @@ from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 import cellops
-from cellops import session as session_module
 from cellops.cli import cli
 from cellops.monitoring.history import list_checks, load_check_profile, load_check_result
 from cellops.monitoring.monitor import check_model
 from cellops.monitoring.profile import build_profile
 from cellops.monitoring.reference import NoReferenceProfileError, load_reference_profile
 from cellops.registry.store import open_store
+from cellops.store import session as session_module
 
 from .conftest import fixture_path, run
 
@@ -158,7 +158,7 @@ def test_cli_drift_model_prints_the_table_and_records_the_check(model_project, f
     assert tags["cellops.monitoring.dataset_drift"] == "true"
     assert tags["cellops.monitoring.streak"] == "1"
     assert tags["cellops.monitoring.current"] == "data/shifted.parquet"
-    from cellops.hashing import file_digest
+    from cellops.cache.hashing import file_digest
 
     assert tags["cellops.monitoring.data_hash"] == file_digest(project / "data/shifted.parquet")
     assert params["engine"].startswith("native") and float(params["share_threshold"]) == 0.5

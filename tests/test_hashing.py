@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cellops.cache.hashing import code_digest, is_library, path_digest, value_digest
 from cellops.errors import UndigestableError
-from cellops.hashing import code_digest, is_library, path_digest, value_digest
 
 # Builds the same values in this process (as `__main__` code) and in fresh subprocesses with
 # other hash seeds: data of every kind, and functions and classes defined "in the notebook".
@@ -204,7 +204,7 @@ VALUES_SOURCE = textwrap.dedent(
 DIGEST_SCRIPT = VALUES_SOURCE + textwrap.dedent(
     """
     import json
-    from cellops.hashing import value_digest
+    from cellops.cache.hashing import value_digest
 
     print(json.dumps({k: value_digest(v) for k, v in build_values().items()}))
     """
@@ -214,7 +214,7 @@ RESTORE_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import cloudpickle
-    from cellops.hashing import value_digest
+    from cellops.cache.hashing import value_digest
 
     with open(sys.argv[1], "rb") as fh:
         values = cloudpickle.load(fh)
@@ -297,7 +297,7 @@ def test_class_instance_defined_in_main_digests_alike_in_fresh_processes() -> No
         """
         import json
         import numpy as np
-        from cellops.hashing import value_digest
+        from cellops.cache.hashing import value_digest
 
         class Scaler:
             offset = 1.5
@@ -866,7 +866,7 @@ MODULE_SCRIPT = textwrap.dedent(
     root = Path(sys.argv[1])
     sys.path.insert(0, str(root))
     import mylib
-    from cellops.hashing import is_library, value_digest
+    from cellops.cache.hashing import is_library, value_digest
 
     def notebook_fn(x):
         return mylib.helper(x)

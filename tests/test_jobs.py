@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from cellops.cli import cli
 from cellops.config import default_tracking_uri
-from cellops.reaper import process_start_time, reap_dead_runs
+from cellops.store.reaper import process_start_time, reap_dead_runs
 
 from .conftest import REPO, fixture_path
 

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellops import cache as cache_module
-from cellops.cache import CacheEntry, StepCache
+from cellops.cache import index as cache_module
+from cellops.cache.hashing import path_digest
+from cellops.cache.index import CacheEntry, StepCache
+from cellops.cache.objects import ObjectStore
 from cellops.errors import CorruptObjectError, UnserializableError
-from cellops.hashing import path_digest
-from cellops.objects import ObjectStore
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 from mlflow.tracking import MlflowClient
 
-from cellops.reaper import process_start_time
+from cellops.store.reaper import process_start_time
 
 CROSS_VALIDATE = """%%step cv
 from sklearn.datasets import load_iris
@@ -134,7 +134,7 @@ def test_a_kernel_that_was_killed_is_still_reaped(project: Path) -> None:
 FORKING_SCRIPT = """
 import os, sys
 from mlflow.tracking import MlflowClient
-from cellops.session import ensure_session
+from cellops.store.session import ensure_session
 
 session = ensure_session()
 run_id = session.run.run_id

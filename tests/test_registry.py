@@ -26,14 +26,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 import cellops
-from cellops import session as session_module
 from cellops.cli import cli
 from cellops.errors import CellopsError, CellopsUsageError
 from cellops.registry.audit import history
 from cellops.registry.gate import GateSyntaxError, UnknownMetricError
-from cellops.registry.jobs import job_promotions
+from cellops.registry.job_decisions import job_promotions
 from cellops.registry.promote import commit_promotion, prepare_promotion, rollback
 from cellops.registry.store import open_store
+from cellops.store import session as session_module
 
 from .conftest import run
 
@@ -111,7 +111,7 @@ def test_register_logs_flavour_signature_pinned_requirements_and_links(registry,
     session_run = session_module.current_session().run.run_id
     assert version.run_id == session_run == registered.run_id
     assert json.loads(version.tags["cellops.metrics"]) == {"f1": 0.74, "auc": 0.77}
-    from cellops.hashing import path_digest
+    from cellops.cache.hashing import path_digest
 
     digest = path_digest(project / "data" / "train.csv")
     assert json.loads(version.tags["cellops.data"]) == {"data/train.csv": digest}
@@ -202,7 +202,7 @@ def test_register_in_a_step_links_the_step_run_and_the_data_it_read(registry, ip
     assert json.loads(outside.tags["cellops.metrics"]) == {"f1": 0.5, "score": 0.5}
     assert outside.tags.get("cellops.reference_profile") == "1"  # --reference features
     assert "cellops.reference_profile" not in inside.tags  # registered without reference=
-    from cellops.hashing import path_digest
+    from cellops.cache.hashing import path_digest
 
     expected = path_digest(project / "data" / "train.csv")
     assert json.loads(outside.tags["cellops.data"]) == {"data/train.csv": expected}

@@ -1,6 +1,6 @@
 from mlflow.tracking import MlflowClient
 
-from cellops.session import current_session
+from cellops.store.session import current_session
 
 from .conftest import run
 

@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
-from cellops import statcache
+from cellops.cache import statcache
+from cellops.cache.hashing import file_digest, path_digest
+from cellops.cache.statcache import StatCache
 from cellops.data.dvchash import dvc_md5
-from cellops.hashing import file_digest, path_digest
-from cellops.statcache import StatCache
 
 
 def _aged(path: Path, content: bytes, monkeypatch) -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cellops.hashing import code_digest, value_digest
-from cellops.notebook import StepCell
-from cellops.status import (
+from cellops.cache.hashing import code_digest, value_digest
+from cellops.steps.notebook import StepCell
+from cellops.steps.status import (
     CACHED,
     FAILED,
     FRESH,

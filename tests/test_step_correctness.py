@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from cellops import session as session_module
+from cellops.store import session as session_module
 
 from .conftest import run
 from .test_step_magic import SIDE_EFFECT, ran, states

@@ -16,7 +16,7 @@ import pytest
 from IPython.core.error import UsageError
 from mlflow.tracking import MlflowClient
 
-from cellops.session import current_session
+from cellops.store.session import current_session
 
 from .conftest import run
 from .mlflow_server import free_port

@@ -8,9 +8,11 @@ cellops and loading the extension stay fast.
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .data import hooks as _data_hooks
 from .data.track import track_file
 from .errors import CellopsError, CellopsUsageError, StoreUnreachableError
-from .fluent import current_run, log_artifact, log_metric, log_param
+from .steps.fluent import current_run, log_artifact, log_metric, log_param
+from .steps.hooks import add_step_hooks as _add_step_hooks
 
 if TYPE_CHECKING:
     from .monitoring.result import DriftResult
@@ -34,60 +36,97 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
+_add_step_hooks(_data_hooks)  # DVC versioning and file lineage around every step
+
 _loaded: dict = {}
 
 
 def register_model(
     model: Any,
     name: str,
-    X_sample: Any = None,  # noqa: N803
+    X_sample: Any = None,  # noqa: N803 - the name data scientists use
     metrics: dict[str, float] | None = None,
-    **options: Any,
+    *,
+    data: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+    description: str | None = None,
+    reference: Any = None,
 ) -> "RegisteredVersion":
     """Register `model` as a new version of `name`, with the alias `challenger`.
 
     Logged with its MLflow flavour (scikit-learn, else pyfunc), a signature and input example
     from `X_sample`, pinned requirements, and links to the running step's run and the data the
-    session's steps read. Options: `data=[paths]`, `tags={...}`, `description=...`,
-    `reference=training_frame_or_path`: a profile of the training data (the columns to watch
-    for drift) stored with the version, which `cellops drift --model NAME` compares with.
+    session's steps read. `data`: extra files whose hashes are recorded; `tags`, `description`:
+    on the version; `reference`: the training frame or a Parquet/CSV path, whose profile (the
+    columns to watch for drift) is stored with the version for `cellops drift --model NAME`.
     """
+    from .monitoring.reference import reference_attachments
     from .registry.register import register_model as register
 
-    return register(model, name, X_sample, metrics, **options)
+    attachments = reference_attachments(reference)  # a bad reference fails before any write
+    return register(
+        model, name, X_sample, metrics, data=data, tags=tags, description=description,
+        attachments=attachments,
+    )  # fmt: skip
 
 
-def promote(name: str, version: str | int | None = None, **options: Any) -> "PromotionOutcome":
+def promote(
+    name: str,
+    version: str | int | None = None,
+    *,
+    gate: list[str] | None = None,
+    holdout: Any = None,
+    label: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    dry_run: bool = False,
+    latency_samples: int | None = None,
+) -> "PromotionOutcome":
     """Run the gate of `name` on `version` (default `@challenger`); move `@champion` if it
-    passes. Options: `gate=[...]`, `holdout=path | DataFrame | (X, y)`, `label=`,
-    `force=True, reason=...`, `dry_run=True`."""
+    passes. `gate`: conditions instead of the project's; `holdout`: a path, a DataFrame or
+    `(X, y)` to score on, with its `label` column; `force=True` with a `reason` promotes past
+    a failing gate and records that; `dry_run=True` records the verdict and moves nothing;
+    `latency_samples`: how many single-row predictions time the `latency_ms` metric."""
     from .registry.promote import promote as run_gate
 
-    return run_gate(name, version, **options)
+    return run_gate(
+        name, version, gate=gate, holdout=holdout, label=label, force=force, reason=reason,
+        dry_run=dry_run, latency_samples=latency_samples,
+    )  # fmt: skip
 
 
 def drift(
-    reference: Any, current: Any, columns: list[str] | None = None, **options: Any
+    reference: Any,
+    current: Any,
+    columns: list[str] | None = None,
+    *,
+    engine: str = "native",
+    share_threshold: float = 0.5,
+    stattest: str | None = None,
+    report_dir: str | None = None,
 ) -> "DriftResult":
     """Compare `current` with `reference`, column by column; a `DriftResult`.
 
     `reference`: a DataFrame, a Parquet/CSV path, a stored profile, or a registered model
     (`"models:/fraud@champion"`, `"models:/fraud/3"`: the profile stored with it).
-    `current`: a DataFrame or a path. Options: `engine="native" | "evidently"` (its HTML
-    report too; needs raw reference data), `share_threshold=0.5` (dataset drift when at
-    least that share of the columns drifted), `stattest="psi"` (one test for every column).
+    `current`: a DataFrame or a path. `engine="native" | "evidently"` (its HTML report too,
+    under `report_dir`; needs raw reference data); `share_threshold`: dataset drift when at
+    least that share of the columns drifted; `stattest="psi"`: one test for every column.
     """
     from .monitoring.api import drift as compare
 
-    return compare(reference, current, columns=columns, **options)
+    return compare(
+        reference, current, columns=columns, engine=engine, share_threshold=share_threshold,
+        stattest=stattest, report_dir=report_dir,
+    )  # fmt: skip
 
 
 def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's own signature
     """`%load_ext cellops`: register the magics and open the notebook's session run."""
-    from .generators import track_seeding
     from .magics import StepMagics
-    from .notebook import detect_notebook
-    from .session import start_session
+    from .steps.generators import track_seeding
+    from .store.notebook_info import detect_notebook
+    from .store.session import start_session
 
     if _loaded.get("shell") is ipython:
         return
@@ -111,7 +150,7 @@ def _end_session_on_exit(change: dict) -> None:
     spends up to ~15 s terminating them after the request, and jupyter_client SIGTERMs the
     kernel 2.5 s after asking, so `atexit` never runs and the next session's reaper would mark
     a finished notebook's run KILLED."""
-    from .session import end_session
+    from .store.session import end_session
 
     if change["new"]:
         end_session()
@@ -119,7 +158,7 @@ def _end_session_on_exit(change: dict) -> None:
 
 def unload_ipython_extension(ipython) -> None:  # noqa: ANN001
     """`%unload_ext cellops`: end the session run after every pending write is stored."""
-    from .session import end_session
+    from .store.session import end_session
 
     magics = _loaded.pop("magics", None)
     _loaded.pop("shell", None)

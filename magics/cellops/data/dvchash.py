@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..statcache import StatCache
+from ..cache.statcache import StatCache
 
 _CHUNK = 1 << 20
 _SKIPPED_DIRS = {".git", ".hg", ".dvc"}

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..analysis import analyze_cell
+from .._paths import project_label
 from ..config import Settings
-from ..notebook import read_step_cells
+from ..steps.cell_names import analyze_cell
+from ..steps.notebook import read_step_cells
 
 _LIST_FLAGS = {
     "--files-in": "files_in",
@@ -97,7 +98,7 @@ def _names(source: str) -> tuple[list[str], list[str]]:
 def file_label(raw: str, root: Path, cwd: Path | None = None) -> str:
     path = Path(raw)
     path = Path(os.path.normpath(path if path.is_absolute() else (cwd or root) / path))
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+    return project_label(path, root)
 
 
 def parameter_names(notebook: Path) -> list[str]:
@@ -132,12 +133,12 @@ def graph_from_notebook(notebook: Path, root: Path) -> StepGraph:
         for name in writes:
             producers[name] = step.name
         steps.append(step)
-    return StepGraph(_relative(notebook, root), steps, parameters)
+    return StepGraph(project_label(notebook.resolve(), root), steps, parameters)
 
 
 def graph_from_records(settings: Settings, notebook_label: str) -> StepGraph:
     """The graph as the notebook's steps last ran (for a notebook with no file)."""
-    from ..stepstate import load_step_states
+    from ..steps.state import load_step_states
     from .hooks import step_files
 
     states = load_step_states(settings, notebook_label)
@@ -160,11 +161,6 @@ def graph_from_records(settings: Settings, notebook_label: str) -> StepGraph:
             producers[variable] = name
         steps.append(step)
     return StepGraph(notebook_label, steps)
-
-
-def _relative(path: Path, root: Path) -> str:
-    path = path.resolve()
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
 def notebook_graph(settings: Settings, notebook: Path | None, label: str) -> StepGraph:

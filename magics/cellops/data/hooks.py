@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .._fs import atomic_write_json, read_json
+from ..cache.statcache import stat_cache_for
 from ..config import Settings
 from ..errors import CellopsError, CellopsUsageError
-from ..statcache import stat_cache_for
-from ..stepstate import notebook_slug
+from ..steps.state import notebook_slug
 from . import dvc
 from .dvchash import dvc_md5
 
@@ -112,7 +112,7 @@ def describe_changed(changed: list[dvc.Recorded], who: str) -> str:
 def after_step(session: Any, step: str, plan: Any, run_future: Any) -> None:
     if not plan.files_in and not plan.files_out:
         return
-    from ..steps import tell
+    from ..steps.engine import tell
 
     settings = session.settings
     try:

@@ -89,7 +89,7 @@ def _search(client: Any, tag: str, md5: str) -> list[RunInfo]:
 
 
 def lineage(settings: Settings, target: str, client: Any = None) -> FileLineage | RunLineage:
-    from ..tracking import connect_checked
+    from ..store.client import connect_checked
 
     client = client or connect_checked(settings)
     if target.startswith("models:/"):
@@ -113,7 +113,7 @@ def lineage(settings: Settings, target: str, client: Any = None) -> FileLineage 
 def file_lineage(
     settings: Settings, client: Any, label: str, path: Path, recorded: dvc.Recorded | None
 ) -> FileLineage:
-    from ..statcache import stat_cache_for
+    from ..cache.statcache import stat_cache_for
     from .dvchash import dvc_md5
 
     on_disk = None

@@ -109,7 +109,7 @@ def push(settings: Settings, remote: str | None = None) -> SyncReport:
 
 def local_changes(settings: Settings) -> list[dvc.Recorded]:
     """DVC-tracked files present in the workspace with content other than DVC's record."""
-    from ..statcache import stat_cache_for
+    from ..cache.statcache import stat_cache_for
     from .dvchash import dvc_md5
 
     cache = stat_cache_for(settings.state_dir)
@@ -125,7 +125,7 @@ def local_changes(settings: Settings) -> list[dvc.Recorded]:
 
 
 def pull(settings: Settings, force: bool = False, remote: str | None = None) -> SyncReport:
-    from ..hashing import file_digest
+    from ..cache.hashing import file_digest
     from .project import require_versioning
 
     root = settings.root

@@ -30,7 +30,7 @@ def track_file(path: str | os.PathLike[str], role: str = "output") -> TrackedFil
         df.to_parquet("data/clean.parquet")
         cellops.track_file("data/clean.parquet")
     """
-    from ..session import ensure_session
+    from ..store.session import ensure_session
     from . import hooks
     from .project import require_versioning
 

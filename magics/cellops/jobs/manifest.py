@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..cache.hashing import path_digest
 from ..gitinfo import git_state
-from ..hashing import path_digest
 
 MANIFEST_ARTIFACT = "cellops/manifest.json"
 

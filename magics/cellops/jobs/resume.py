@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import load_settings
 from ..errors import CellopsUsageError
-from ..tracking import connect_checked
+from ..store.client import connect_checked
 from .manifest import MANIFEST_ARTIFACT
 
 

@@ -23,11 +23,12 @@ from typing import Any
 from .._process import environment
 from ..config import Settings, load_settings
 from ..errors import CellopsUsageError
-from ..notebook import NotebookInfo, parse_step_line
-from ..reaper import owner_tags, reap_dead_runs
-from ..session import ensure_experiment, experiment_name_for
-from ..store_proxy import serve
-from ..tracking import connect_checked
+from ..steps.notebook import parse_step_line
+from ..store.client import connect_checked
+from ..store.notebook_info import NotebookInfo
+from ..store.proxy import serve
+from ..store.reaper import owner_tags, reap_dead_runs
+from ..store.session import ensure_experiment, experiment_name_for
 from .manifest import MANIFEST_ARTIFACT, build_manifest
 from .params import NotebookParameters, check_parameters, inspect_parameters
 

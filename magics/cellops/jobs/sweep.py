@@ -9,7 +9,7 @@ from typing import Any
 
 from ..config import load_settings
 from ..errors import CellopsUsageError
-from ..reaper import owner_tags
+from ..store.reaper import owner_tags
 from .executors import Outcome, get_executor
 from .params import inspect_parameters
 from .run import JobRequest, JobResult, _open_store, prepare

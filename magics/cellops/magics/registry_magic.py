@@ -58,6 +58,7 @@ def _lookup(namespace: dict[str, Any], name: str, what: str) -> Any:
 
 
 def register(shell: Any, line: str) -> Any:
+    from ..monitoring.reference import reference_attachments
     from ..registry.register import register_model
 
     args = _parse(_register_usage, line)
@@ -74,7 +75,8 @@ def register(shell: Any, line: str) -> Any:
     data = [p.strip() for p in (args.data or "").split(",") if p.strip()] or None
     # a variable, else a file path (register_model says if it is neither)
     reference = namespace.get(args.reference, args.reference) if args.reference else None
-    return register_model(model, args.name, sample, metrics, data=data, reference=reference)
+    attachments = reference_attachments(reference)
+    return register_model(model, args.name, sample, metrics, data=data, attachments=attachments)
 
 
 def models(shell: Any, line: str) -> Any:  # noqa: ARG001 - every handler gets the shell

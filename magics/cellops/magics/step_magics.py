@@ -1,4 +1,4 @@
-"""`%%step` and `%cellops`: thin IPython adapters over `cellops.steps` and `cellops.status`."""
+"""`%%step` and `%cellops`: thin IPython adapters over `cellops.steps` (engine, status)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, default
 
 from ..errors import CellopsError
-from ..notebook import papermill_parameters
-from ..session import current_session, ensure_session
-from ..steps import StepSpec, run_step
+from ..steps.engine import StepSpec, run_step
+from ..steps.notebook import papermill_parameters
+from ..store.session import current_session, ensure_session
 from . import drift_magic, registry_magic
 from .cell_output import IPythonCellOutput
 
@@ -217,12 +217,12 @@ class StepMagics(Magics):
             raise UsageError(str(exc)) from None
 
     def _status(self) -> Any:
-        from ..views import status_frame
+        from ..steps.report import status_frame
 
         return status_frame(ensure_session(), self.shell.user_ns)
 
     def _store(self) -> None:
-        from ..views import store_summary
+        from ..steps.report import store_summary
 
         print(store_summary(ensure_session().settings))
 
@@ -234,7 +234,7 @@ class StepMagics(Magics):
         from IPython.display import SVG
 
         from ..data.graph import notebook_graph
-        from ..views import session_statuses
+        from ..steps.report import session_statuses
         from ..widgets.lineage import lineage_svg
 
         session = ensure_session()

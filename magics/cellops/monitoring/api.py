@@ -70,10 +70,10 @@ def drift(
         raise CellopsUsageError("the current data has no rows: nothing to check")
 
     if engine == "evidently":
-        from .evidently_engine import run_evidently
+        from .engines.evidently import run_evidently
 
         return run_evidently(ref, cur, names, share_threshold, stattest, report_dir)
-    from .native import run_native
+    from .engines.native import run_native
 
     return run_native(ref, cur, names, share_threshold, stattest)
 

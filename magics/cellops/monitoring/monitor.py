@@ -20,7 +20,7 @@ from .reference import DEFAULT_ALIAS, ModelRef
 
 if TYPE_CHECKING:
     from ..jobs.run import JobResult
-    from ..registry.jobs import PromotionSummary
+    from ..registry.job_decisions import PromotionSummary
     from ..registry.store import RegistryStore
     from .history import CheckRecord
     from .result import DriftResult
@@ -75,7 +75,7 @@ def existing_file(raw: str | Path, what: str) -> Path:
 
 def data_hash(data: Any) -> str:
     """xxh3 of a data file's bytes, or of a DataFrame's values."""
-    from ..hashing import file_digest, value_digest
+    from ..cache.hashing import file_digest, value_digest
 
     if isinstance(data, (str, Path)):
         return file_digest(data)
@@ -269,7 +269,7 @@ def _gate_decision(
     store: RegistryStore, model: str, job: JobResult
 ) -> tuple[PromotionSummary, str]:
     """What the job's gate decided for `model`, as the text recorded on the check."""
-    from ..registry.jobs import job_promotions
+    from ..registry.job_decisions import job_promotions
 
     summary = job_promotions(job.job_id, store=store)
     mine = [d for d in summary.decisions if d.model == model]

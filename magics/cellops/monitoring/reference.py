@@ -83,6 +83,25 @@ def profile_for_registration(reference: Any) -> ReferenceProfile:
     return build_profile(reference)
 
 
+@dataclass(frozen=True)
+class ReferenceAttachment:
+    """The drift reference profile as the registry stores it beside a model version."""
+
+    profile: ReferenceProfile
+    tag: str = TAG_PROFILE
+
+    def write_into(self, model_folder: str) -> None:
+        write_profile(self.profile, model_folder)
+
+
+def reference_attachments(reference: Any) -> list[ReferenceAttachment]:
+    """What `register_model(..., reference=...)` stores: the training data's profile (raises
+    on a bad reference, before anything is registered)."""
+    if reference is None:
+        return []
+    return [ReferenceAttachment(profile_for_registration(reference))]
+
+
 def write_profile(profile: ReferenceProfile, model_folder: str | Path) -> Path:
     """Write the profile into the (local, not yet uploaded) model folder."""
     from .profile import PROFILE_FILE

@@ -108,7 +108,7 @@ class DriftResult:
         ]  # fmt: skip
 
     def __str__(self) -> str:
-        from ..cli_common import table
+        from .._text import table
 
         return f"{table(COLUMN_HEADERS, self.table_rows())}\n{self.summary()}"
 

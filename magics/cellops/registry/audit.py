@@ -92,7 +92,7 @@ def _iso(ms: int) -> str:
 
 
 def events_experiment(client: Any, store: RegistryStore) -> str:
-    from ..session import ensure_experiment
+    from ..store.session import ensure_experiment
 
     return ensure_experiment(client, store.settings, EVENTS_EXPERIMENT)
 

@@ -18,15 +18,14 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .._process import environment
 from ..errors import CellopsUsageError
-from ..monitoring.reference import TAG_PROFILE  # "1": the version has a drift reference profile
-from ..recording import as_metric
+from ..steps.recording import as_metric
 from .requirements import model_requirements
 from .store import (
     CHALLENGER,
@@ -41,6 +40,14 @@ from .store import (
 SAMPLE_ROWS = 100  # rows the signature is inferred from
 EXAMPLE_ROWS = 5  # rows kept as the input example
 MAX_TAG = 5000
+
+
+class Attachment(Protocol):
+    """A file stored beside the model in its folder, marked on the version by `tag` = "1"."""
+
+    tag: str
+
+    def write_into(self, model_folder: str) -> None: ...
 
 
 @dataclass
@@ -79,21 +86,21 @@ def register_model(
     data: list[str] | None = None,
     tags: Mapping[str, str] | None = None,
     description: str | None = None,
-    reference: Any = None,
+    attachments: Sequence[Attachment] = (),
     store: RegistryStore | None = None,
 ) -> RegisteredVersion:
     """Register `model` as a new version of `name` with the alias `challenger`.
 
     `X_sample` (a few rows of the training features) gives the signature and input example;
     `metrics` are recorded on the version; `data` names extra files whose hashes are recorded;
-    `reference` (the training data as a DataFrame, or a Parquet/CSV path) is profiled, and the
-    profile stored with the version is what drift checks of the model compare with.
+    `attachments` are written into the model's folder and tag the version (monitoring's drift
+    reference profile: `cellops.register_model(..., reference=...)` builds it first, so a bad
+    reference fails before anything is written).
     """
     started = time.perf_counter()
     check_model_name(name)
     flavor = _flavor(model)
     numbers = _metrics(metrics)
-    profile = _profile(reference)  # a bad reference fails here, before anything is written
     run = _run_context()  # opens the session first, so the store below is the session's
     store = store or open_store()
     sample, example = _samples(X_sample)
@@ -101,8 +108,8 @@ def register_model(
     extra = ["pandas"] if _is_frame(sample) else []
     requirements = model_requirements(model, extra=extra)
     version_tags = _version_tags(store, run, flavor, numbers, data, tags)
-    if profile is not None:
-        version_tags[TAG_PROFILE] = "1"
+    for attachment in attachments:
+        version_tags[attachment.tag] = "1"
 
     def create(client: Any) -> Any:
         return client.create_logged_model(
@@ -117,10 +124,8 @@ def register_model(
         local = os.path.join(folder, "model")
         try:
             _save(model, flavor, local, logged, run["run_id"], signature, example, requirements)
-            if profile is not None:
-                from ..monitoring.reference import write_profile
-
-                write_profile(profile, local)
+            for attachment in attachments:
+                attachment.write_into(local)
         except Exception:
             store.call(lambda client: client.finalize_logged_model(logged.model_id, "FAILED"))
             raise
@@ -146,14 +151,6 @@ def register_model(
         name, str(version.version), logged.model_id, run["run_id"], flavor, requirements,
         time.perf_counter() - started, version_tags,
     )  # fmt: skip
-
-
-def _profile(reference: Any) -> Any:
-    if reference is None:
-        return None
-    from ..monitoring.reference import profile_for_registration
-
-    return profile_for_registration(reference)
 
 
 def _flavor(model: Any) -> str:
@@ -190,8 +187,8 @@ def _metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
 
 def _run_context() -> dict[str, str]:
     """The run the model comes from: the running step's, or the session's."""
-    from ..fluent import current_run
-    from ..session import ensure_session
+    from ..steps.fluent import current_run
+    from ..store.session import ensure_session
 
     session = ensure_session()
     ref = current_run()
@@ -353,7 +350,7 @@ def _version_tags(store, run, flavor, metrics, data, extra) -> dict[str, str]:  
 def _data_versions(store: RegistryStore, run: dict[str, str], data: list[str] | None) -> dict:
     """Data files and their content hashes: those given, and those the session's steps read
     (`--files-in`), from each step's latest run."""
-    from ..hashing import path_digest
+    from ..cache.hashing import path_digest
 
     versions: dict[str, str] = {}
     for raw in data or []:

@@ -56,7 +56,7 @@ def load_holdout(source: Any, label: str | None, where: str = "") -> Holdout:
     import numpy as np
     import pandas as pd
 
-    from ..hashing import value_digest
+    from ..cache.hashing import value_digest
 
     if isinstance(source, tuple) and len(source) == 2:
         features, labels = source

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from .._process import file_lock
 from ..config import Settings, load_settings
 from ..errors import CellopsUsageError
-from ..tracking import retry_when_locked
+from ..store.client import retry_when_locked
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ def check_model_name(name: str) -> str:
 
 
 def user_name() -> str:
-    from ..session import user_name as session_user
+    from ..store.session import user_name as session_user
 
     return session_user()
 
@@ -64,7 +64,7 @@ class RegistryStore:
         if self._tracker is not None:
             return self._tracker.client
         if self._client is None:
-            from ..tracking import connect_checked
+            from ..store.client import connect_checked
 
             self._client = connect_checked(self.settings)
         return self._client
@@ -106,7 +106,7 @@ def _safe(name: str) -> str:
 
 def open_store(settings: Settings | None = None, client: Any = None) -> RegistryStore:
     """The registry of the project: the open session's store when there is one."""
-    from ..session import current_session
+    from ..store.session import current_session
 
     session = current_session()
     if client is not None:
@@ -162,7 +162,7 @@ def require_model(store: RegistryStore, name: str) -> Any:
 
 def job_context() -> dict[str, str]:
     """Who and from where: the OS user (or CELLOPS_USER), the job and the session run."""
-    from ..session import current_session
+    from ..store.session import current_session
 
     context = {"user": user_name(), "job": os.environ.get("CELLOPS_JOB_ID", "")}
     session = current_session()

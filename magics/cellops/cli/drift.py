@@ -1,0 +1,250 @@
+"""`cellops drift` and `cellops monitor`: drift checks, their history, and the retraining loop.
+
+Exit codes of `drift`: 0 no dataset drift, 1 dataset drift, 2 a usage error, 3 the check could
+not run (for example the tracking store is unreachable).
+Exit codes of `monitor`: 0 no retraining was needed, or the retrained model was promoted;
+1 the retraining job failed or its model was refused by the gate; 2 a usage error; 3 the check
+could not run.
+
+Nothing heavy is imported before the command runs: MLflow only when a model is involved,
+Evidently only for `--engine evidently`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import CellopsUsageError
+from ._common import Command
+
+EXIT_DRIFT = 1
+EXIT_RETRAIN_FAILED = 1
+EXIT_ERROR = 3
+
+
+class DriftCommand(Command):
+    """Like `Command`, but a failure that is not the user's exits 3, since 1 means drift."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if type(exc) is click.ClickException:  # a CellopsError; UsageError stays 2
+                exc.exit_code = EXIT_ERROR
+            raise
+        except (click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception:  # a bug: show it, but never as "drift"
+            import traceback
+
+            traceback.print_exc()
+            ctx.exit(EXIT_ERROR)
+
+
+def _columns(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise CellopsUsageError("--columns needs at least one column name, e.g. --columns a,b")
+    return names
+
+
+_DATA = click.Path(dir_okay=True, path_type=Path)
+
+_check_options = [
+    click.option("--columns", metavar="A,B", help="Check only these columns (comma-separated)."),
+    click.option(
+        "--engine",
+        type=click.Choice(["native", "evidently"]),
+        default="native",
+        show_default=True,
+        help="native: fast, works from the stored profile; evidently: its HTML report too "
+        "(needs raw reference data).",
+    ),
+    click.option(
+        "--share-threshold",
+        type=click.FloatRange(0, 1),
+        default=0.5,
+        show_default=True,
+        help="Dataset drift when at least this share of the columns drifted.",
+    ),
+    click.option(
+        "--stattest",
+        metavar="TEST",
+        help="One test for every column: ks, chisquare, z, wasserstein, jensenshannon, psi "
+        "(default: Evidently's choice per column).",
+    ),
+]
+
+
+def _with(options: list) -> object:
+    def decorate(function: object) -> object:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+@click.command(name="drift", cls=DriftCommand)
+@click.argument("files", nargs=-1, type=_DATA, metavar="[REFERENCE CURRENT]")
+@click.option("--model", metavar="NAME", help="Compare with the profile stored with this model.")
+@click.option("--version", "version", metavar="V", help="The model version (default: @champion).")
+@click.option("--alias", metavar="ALIAS", help="The model's alias to use (default: champion).")
+@click.option("--current", type=_DATA, metavar="PATH", help="The data to check (Parquet or CSV).")
+@click.option(
+    "--reference",
+    type=_DATA,
+    metavar="PATH",
+    help="With --model: compare with this raw training data instead of the stored profile.",
+)
+@_with(_check_options)
+@click.option("--no-record", is_flag=True, help="With --model: do not record the check.")
+def drift_command(
+    files, model, version, alias, current, reference, columns, engine, share_threshold,
+    stattest, no_record,
+) -> None:  # fmt: skip
+    """Is the CURRENT data drifting away from the REFERENCE data, or from a model's training data?
+
+    Prints each column's test, score, threshold and decision, then the share of drifted columns.
+    With --model, the reference is the profile stored with the model version when it was
+    registered (no raw data needed), and the check is recorded in the experiment
+    cellops-drift/NAME. Exit code: 0 no dataset drift, 1 dataset drift, 2 a usage error.
+
+    \b
+    Examples:
+      cellops drift data/train.parquet data/current.parquet
+      cellops drift --model fraud --current data/current.parquet
+      cellops drift --model fraud --version 3 --current data/current.csv --columns amount,channel
+      cellops drift --model fraud --current data/current.parquet --engine evidently \\
+          --reference data/transactions.parquet
+    """
+    chosen = _columns(columns)
+    if model is None:
+        given = {"--version": version, "--alias": alias, "--current": current,
+                 "--reference": reference, "--no-record": no_record or None}  # fmt: skip
+        for flag, value in given.items():
+            if value is not None:
+                raise CellopsUsageError(f"{flag} goes with --model NAME")
+        if len(files) != 2:
+            raise CellopsUsageError(
+                "give two data files (cellops drift REFERENCE CURRENT), or a model and the data "
+                "to check (cellops drift --model NAME --current PATH)"
+            )
+        result = _compare(files[0], files[1], chosen, engine, share_threshold, stattest)
+        click.echo(str(result))
+        _report(result)
+        if result.dataset_drift:
+            raise SystemExit(EXIT_DRIFT)
+        return
+    if files:
+        raise CellopsUsageError(
+            "with --model, give the data to check as --current PATH, not as an argument"
+        )
+    if current is None:
+        raise CellopsUsageError("--model needs the data to check: --current PATH")
+    from ..monitoring.monitor import check_alias, check_model
+
+    check = check_model(
+        model, current, version=version, alias=check_alias(version, alias), columns=chosen,
+        engine=engine, share_threshold=share_threshold, stattest=stattest, reference=reference,
+        record=not no_record,
+    )  # fmt: skip
+    click.echo(f"{model} v{check.version} vs {current}")
+    click.echo(str(check.result))
+    _report(check.result)
+    if check.record is not None:
+        click.echo(
+            f"recorded as run {check.record.run_id} in experiment cellops-drift/{model} "
+            f"(drift streak {check.record.streak})"
+        )
+    if check.result.dataset_drift:
+        raise SystemExit(EXIT_DRIFT)
+
+
+def _compare(reference: Path, current: Path, columns, engine, share_threshold, stattest):  # noqa: ANN001, ANN202
+    from ..monitoring.api import drift
+    from ..monitoring.monitor import existing_file
+    from ..monitoring.reference import is_model_uri, model_reference
+
+    existing_file(current, "current data")
+    if is_model_uri(str(reference)):  # (click made it a Path: models:/x@y -> models:/x@y)
+        reference, columns = model_reference(str(reference), columns)
+    else:
+        existing_file(reference, "reference data")
+    return drift(
+        reference, current, columns=columns, engine=engine, share_threshold=share_threshold,
+        stattest=stattest,
+    )  # fmt: skip
+
+
+def _report(result: object) -> None:
+    path = getattr(result, "report_path", None)
+    if path:
+        click.echo(f"Evidently report: {path}")
+
+
+@click.command(name="monitor", cls=DriftCommand)
+@click.option("--model", required=True, metavar="NAME", help="The registered model to watch.")
+@click.option("--current", required=True, type=_DATA, metavar="PATH", help="The data to check.")
+@click.option(
+    "--consecutive",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Retrain when this many checks in a row found dataset drift.",
+)
+@click.option(
+    "--retrain",
+    required=True,
+    type=_DATA,
+    metavar="NOTEBOOK",
+    help="The retraining notebook, run as a cellops job (it registers and promotes).",
+)
+@click.option(
+    "-p",
+    "--parameter",
+    "pairs",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A parameter of the retraining job; repeat for more. data_path defaults to --current.",
+)
+@click.option("--allow-unknown", is_flag=True, help="Inject job parameters the notebook lacks.")
+@click.option("--version", "version", metavar="V", help="The version to check (default @champion).")
+@click.option("--alias", metavar="ALIAS", help="The alias to check (default: champion).")
+@click.option("--reference", type=_DATA, metavar="PATH", help="Raw reference data (evidently).")
+@_with(_check_options)
+def monitor_command(
+    model, current, consecutive, retrain, pairs, allow_unknown, version, alias, reference,
+    columns, engine, share_threshold, stattest,
+) -> None:  # fmt: skip
+    """Check model NAME's current data for drift; retrain when the drift persists.
+
+    Each check is recorded (experiment cellops-drift/NAME) with the streak of consecutive
+    checks that found dataset drift. When the streak reaches --consecutive, the retraining
+    notebook runs as a cellops job on the current data (-p data_path PATH unless given); its
+    model goes through the gate, and the check, the job and the gate's decision are linked.
+    The streak then starts again. Exit code: 0 no retraining needed or the new model was
+    promoted, 1 the retraining failed or the gate refused its model, 2 a usage error.
+
+    \b
+    Examples:
+      cellops monitor --model fraud --current data/current.parquet --share-threshold 0.3 \\
+          --consecutive 3 --retrain notebooks/retrain.ipynb
+      cellops monitor --model fraud --current data/week12.csv --consecutive 2 \\
+          --retrain notebooks/retrain.ipynb -p model_kind logreg -p data_path data/all.parquet
+    """
+    from ..monitoring.monitor import check_alias, monitor
+
+    outcome = monitor(
+        model, current, retrain=retrain, consecutive=consecutive, parameters=dict(pairs),
+        share_threshold=share_threshold, columns=_columns(columns), engine=engine,
+        stattest=stattest, reference=reference, version=version,
+        alias=check_alias(version, alias), allow_unknown=allow_unknown, echo=click.echo,
+    )  # fmt: skip
+    if not outcome.ok:
+        raise SystemExit(EXIT_RETRAIN_FAILED)

@@ -1,0 +1,1 @@
+"""Drift engines: cellops' native engine and the Evidently adapter."""
