@@ -37,11 +37,17 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def ip(project: Path):
-    """A real IPython shell with cellops loaded; `ip.run_cell` re-raises the cell's error."""
+def ip(project: Path, request: pytest.FixtureRequest):
+    """A real IPython shell with cellops loaded; `ip.run_cell` re-raises the cell's error.
+
+    Without `store`, the project's SQLite store starts as a copy of the pre-built schema, as
+    `store` makes it (migrating a new store takes seconds)."""
     from IPython.core.interactiveshell import InteractiveShell
 
     from cellops.store import session as session_module
+
+    if "store" not in request.fixturenames and not os.environ.get("MLFLOW_TRACKING_URI"):
+        _copy_schema(project, request)
 
     shell = InteractiveShell.instance()
     shell.reset(new_session=True)
@@ -49,6 +55,18 @@ def ip(project: Path):
     yield shell
     shell.run_line_magic("unload_ext", "cellops")
     session_module.end_session()
+
+
+def _copy_schema(project: Path, request: pytest.FixtureRequest) -> str:
+    """The project's default SQLite store, made as a copy of the session's migrated schema."""
+    from cellops.config import default_tracking_uri
+
+    uri = default_tracking_uri(project)
+    db = Path(uri.removeprefix("sqlite:///"))
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(request.getfixturevalue("empty_mlflow_db"), db)
+    return uri
 
 
 def run(shell, code: str):
@@ -77,13 +95,36 @@ def _uses_server(item: pytest.Item) -> bool:
     )
 
 
+# Modules whose every test starts a kernel, a server, a browser, DVC or Evidently; elsewhere a
+# test is slow when it uses a store or a shell (MLflow's SQLite store) or marks itself.
+SLOW_MODULES = {
+    "test_cell_output", "test_dashboard", "test_data_dvc", "test_drift_agreement",
+    "test_drift_monitor", "test_gallery", "test_jobs", "test_notebooks", "test_reaper_sessions",
+    "test_registry", "test_step_correctness",
+}  # fmt: skip
+SLOW_FIXTURES = {"ip", "store", "store_ip", "mlflow_server", "empty_mlflow_db"}
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    module = item.path.stem if hasattr(item, "path") else ""
+    return module in SLOW_MODULES or bool(SLOW_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the marks added here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests on the MLflow server run last (in their order), so it starts while others run."""
+    """Mark the slow tests (`pytest -m "not slow"` is the fast loop); tests on the MLflow server
+    run last (in their order), so it starts while others run."""
+    for item in items:
+        if _is_slow(item):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=_uses_server)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Launch the MLflow server in the background when a collected test will need it."""
+    """Launch the MLflow server in the background when a selected test will need it (not
+    when only collecting)."""
+    if session.config.option.collectonly:
+        return
     if any(_uses_server(item) for item in session.items):
         from .mlflow_server import MlflowServer
 
@@ -137,13 +178,7 @@ def store(request: pytest.FixtureRequest, project: Path, monkeypatch: pytest.Mon
         uri = request.getfixturevalue("mlflow_server")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         return uri
-    from cellops.config import default_tracking_uri
-
-    uri = default_tracking_uri(project)
-    db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(request.getfixturevalue("empty_mlflow_db"), db)
-    return uri
+    return _copy_schema(project, request)
 
 
 @pytest.fixture

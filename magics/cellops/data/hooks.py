@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fs import atomic_write_json, read_json
+from .._limits import tag_text
 from ..cache.statcache import stat_cache_for
 from ..config import Settings
 from ..errors import CellopsError, CellopsUsageError
@@ -23,7 +24,6 @@ from ..steps.state import notebook_slug
 from . import dvc
 from .dvchash import dvc_md5
 
-MAX_TAG = 5000
 MAX_KNOWN = 50_000  # xxh3 -> md5 pairs kept (newest)
 
 
@@ -207,7 +207,7 @@ def log_files(
     for key, files in (("cellops.files_in", files_in), ("cellops.files_out", files_out)):
         if files:
             merged = {**json.loads(tags.get(key) or "{}"), **files}
-            new_tags.append(RunTag(key, json.dumps(merged, sort_keys=True)[:MAX_TAG]))
+            new_tags.append(RunTag(key, tag_text(json.dumps(merged, sort_keys=True))))
     if new_tags:
         client.log_batch(run_id, tags=new_tags)
     inputs = []

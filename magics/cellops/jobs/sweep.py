@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .._limits import tag_text
 from ..config import load_settings
 from ..errors import CellopsUsageError
 from ..store.reaper import owner_tags
@@ -68,7 +69,11 @@ def run_sweep(
         requests.append(request)
     settings = load_settings(notebook.parent)
     client, experiment_id = _open_store(settings, notebook)
-    tags = {"cellops.kind": "sweep", "cellops.sweep.grid": json.dumps(grid)[:5000], **owner_tags()}
+    tags = {
+        "cellops.kind": "sweep",
+        "cellops.sweep.grid": tag_text(json.dumps(grid)),
+        **owner_tags(),
+    }
     parent = client.create_run(experiment_id, tags=tags, run_name=f"{notebook.stem} sweep")
     parent_id = parent.info.run_id
     for request in requests:

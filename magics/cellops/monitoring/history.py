@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._limits import tag_text
+
 if TYPE_CHECKING:
     from .profile import ReferenceProfile
     from .result import DriftResult
@@ -159,7 +161,7 @@ def record_check(
             TAG_VERSION: version,
             TAG_DATASET_DRIFT: str(result.dataset_drift).lower(),
             TAG_DATA_HASH: data_hash,
-            TAG_CURRENT: current[:5000],
+            TAG_CURRENT: tag_text(current),
             TAG_STREAK: str(streak),
             **(tags or {}),
         }
@@ -217,7 +219,7 @@ def link_retrain(store: Any, check_run: str, job_run: str, promotion: str) -> No
     """Link a check and the retraining job it triggered, both ways."""
 
     def write(client: Any) -> None:
-        tags = {TAG_PROMOTION: promotion[:5000]}
+        tags = {TAG_PROMOTION: tag_text(promotion)}
         if job_run:
             tags[TAG_RETRAIN_RUN] = job_run
             client.set_tag(job_run, TAG_TRIGGERED_BY, check_run)

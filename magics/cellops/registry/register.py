@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .._limits import tag_text
 from .._process import environment
 from ..errors import CellopsUsageError
 from ..steps.recording import as_metric
@@ -39,7 +40,6 @@ from .store import (
 
 SAMPLE_ROWS = 100  # rows the signature is inferred from
 EXAMPLE_ROWS = 5  # rows kept as the input example
-MAX_TAG = 5000
 
 
 class Attachment(Protocol):
@@ -341,9 +341,9 @@ def _version_tags(store, run, flavor, metrics, data, extra) -> dict[str, str]:  
         tags[TAG_METRICS] = json.dumps(metrics, sort_keys=True)
     versions = _data_versions(store, run, data)
     if versions:
-        tags["cellops.data"] = json.dumps(versions, sort_keys=True)[:MAX_TAG]
+        tags["cellops.data"] = tag_text(json.dumps(versions, sort_keys=True))
     for key, value in (extra or {}).items():
-        tags[str(key)] = str(value)[:MAX_TAG]
+        tags[str(key)] = tag_text(value)
     return tags
 
 

@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._limits import param_text, tag_text
 from ..store.client import log_batch
 from ..store.reaper import owner_tags
 from ..store.session import Session
-
-MAX_PARAM = 6000
-MAX_TAG = 5000
 
 
 @dataclass
@@ -67,8 +65,8 @@ def finish_step_run(session: Session, run_future: Future[str], record: StepRecor
                 client,
                 run_id,
                 metrics=[(k, v, timestamp, s) for k, v, s in record.metrics],
-                params=[(k, v[:MAX_PARAM]) for k, v in record.params.items()],
-                tags=[(k, str(v)[:MAX_TAG]) for k, v in record.tags.items()],
+                params=[(k, param_text(v)) for k, v in record.params.items()],
+                tags=[(k, tag_text(v)) for k, v in record.tags.items()],
             )
             for artifact_file, text in record.texts.items():
                 client.log_text(run_id, text, artifact_file)
@@ -84,7 +82,7 @@ def finish_step_run(session: Session, run_future: Future[str], record: StepRecor
 
 def as_param(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
-    return text[:MAX_PARAM]
+    return param_text(text)
 
 
 def as_metric(value: Any) -> float | None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._limits import param_text, tag_text
 from .._paths import project_label
 from .._version import __version__
 from ..config import Settings, load_settings
@@ -134,8 +135,8 @@ class Session:
 
         def write(client: Any) -> None:
             run_id = self.run_future.result().run_id
-            params = [(k, _param_text(v)[:6000]) for k, v in parameters.items()]
-            tag = ("cellops.papermill.parameters", json.dumps(self.parameters)[:5000])
+            params = [(k, param_text(_param_text(v))) for k, v in parameters.items()]
+            tag = ("cellops.papermill.parameters", tag_text(json.dumps(self.parameters)))
             log_batch(client, run_id, params=params, tags=[tag])
 
         self.tracker.submit(write)
