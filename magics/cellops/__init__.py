@@ -15,6 +15,8 @@ from .steps.fluent import current_run, log_artifact, log_metric, log_param
 from .steps.hooks import add_step_hooks as _add_step_hooks
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .monitoring.result import DriftResult
     from .registry.promote import PromotionOutcome
     from .registry.register import RegisteredVersion
@@ -65,9 +67,15 @@ def register_model(
 
     attachments = reference_attachments(reference)  # a bad reference fails before any write
     return register(
-        model, name, X_sample, metrics, data=data, tags=tags, description=description,
+        model,
+        name,
+        X_sample,
+        metrics,
+        data=data,
+        tags=tags,
+        description=description,
         attachments=attachments,
-    )  # fmt: skip
+    )
 
 
 def promote(
@@ -90,9 +98,16 @@ def promote(
     from .registry.promote import promote as run_gate
 
     return run_gate(
-        name, version, gate=gate, holdout=holdout, label=label, force=force, reason=reason,
-        dry_run=dry_run, latency_samples=latency_samples,
-    )  # fmt: skip
+        name,
+        version,
+        gate=gate,
+        holdout=holdout,
+        label=label,
+        force=force,
+        reason=reason,
+        dry_run=dry_run,
+        latency_samples=latency_samples,
+    )
 
 
 def drift(
@@ -103,7 +118,7 @@ def drift(
     engine: str = "native",
     share_threshold: float = 0.5,
     stattest: str | None = None,
-    report_dir: str | None = None,
+    report_dir: "str | Path | None" = None,
 ) -> "DriftResult":
     """Compare `current` with `reference`, column by column; a `DriftResult`.
 
@@ -116,9 +131,14 @@ def drift(
     from .monitoring.api import drift as compare
 
     return compare(
-        reference, current, columns=columns, engine=engine, share_threshold=share_threshold,
-        stattest=stattest, report_dir=report_dir,
-    )  # fmt: skip
+        reference,
+        current,
+        columns=columns,
+        engine=engine,
+        share_threshold=share_threshold,
+        stattest=stattest,
+        report_dir=report_dir,
+    )
 
 
 def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's own signature
