@@ -6,7 +6,7 @@ categorical ones, made with seeded NumPy in this process and written to Parquet 
 every peak memory (`ru_maxrss`) is of that work alone; from it is subtracted the peak of a
 process that only makes the same imports.
 
-(a) Evidently: `run_evidently` (DataDriftPreset through Evidently 0.7's API, HTML report saved)
+(a) Evidently: the `evidently` engine (DataDriftPreset through Evidently 0.7's API, HTML saved)
     on the two DataFrames, read from Parquet beforehand (the read is not timed, its memory is).
 (b) native from raw data: `cellops.drift(ref.parquet, cur.parquet)`, reading the files as the
     `cellops drift` command does (in row-group chunks).
@@ -139,12 +139,13 @@ def child(mode: str, data: Path, reps: int) -> dict:
     if mode == "evidently":
         import pandas as pd
 
-        from cellops.monitoring.engines.evidently import run_evidently
+        from cellops.monitoring.engines import get_engine
 
+        engine = get_engine("evidently")
         started = time.perf_counter()
         frames = pd.read_parquet(reference), pd.read_parquet(current)
         out["read_s"] = time.perf_counter() - started
-        result = timed(lambda: run_evidently(frames[0], frames[1], None, 0.5, None, None), out)
+        result = timed(lambda: engine.run(frames[0], frames[1]), out)
         out["result"] = result.to_dict()
         out["report_bytes"] = Path(result.report_path).stat().st_size
     elif mode == "build-profile":

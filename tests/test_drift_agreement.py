@@ -332,10 +332,11 @@ def test_dataset_drift_matches_evidentlys_own_count(compared: list[Compared]) ->
 
 
 def test_evidently_report_is_saved_as_html(project: Path) -> None:
-    from cellops.monitoring.engines.evidently import run_evidently
+    from cellops.monitoring.engines import get_engine
 
+    engine = get_engine("evidently")
     reference, current = make_frames(["num_mean_0.5", "cat5_new"], 400, 400, 21)
-    result = run_evidently(reference, current, None, 0.5, None, None)
+    result = engine.run(reference, current)
     path = Path(result.report_path)
     assert path.parent == project / "reports" / "drift"
     assert path.name.startswith("drift-") and path.suffix == ".html"
@@ -344,7 +345,9 @@ def test_evidently_report_is_saved_as_html(project: Path) -> None:
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp left over
     assert result.engine == "evidently" and result.drifted_columns() == ["num_mean_0.5", "cat5_new"]
 
-    other = run_evidently(reference, current, ["cat5_new"], 0.3, "psi", project / "elsewhere")
+    other = engine.run(
+        reference, current, ["cat5_new"], 0.3, stattest="psi", report_dir=project / "elsewhere"
+    )
     assert Path(other.report_path).parent == project / "elsewhere"
     assert [(c.column, c.test) for c in other.columns] == [("cat5_new", "psi")]
     assert other.share_threshold == 0.3 and other.dataset_drift
@@ -352,17 +355,22 @@ def test_evidently_report_is_saved_as_html(project: Path) -> None:
 
 def test_evidently_engine_refuses_bad_input_with_a_named_error(project: Path) -> None:
     from cellops.errors import CellopsUsageError
-    from cellops.monitoring.engines.evidently import run_evidently
+    from cellops.monitoring.engines import get_engine
+    from cellops.monitoring.profile import build_profile
 
+    engine = get_engine("evidently")
     reference, current = make_frames(["num_none", "cat5_none"], 100, 100, 22)
     with pytest.raises(CellopsUsageError, match="missing from the current data: cat5_none"):
-        run_evidently(reference, current[["num_none"]], None, 0.5, None, project)
+        engine.run(reference, current[["num_none"]], report_dir=project)
     with pytest.raises(CellopsUsageError, match="DataFrames"):
-        run_evidently({"num_none": [1.0]}, current, None, 0.5, None, project)
+        engine.run({"num_none": [1.0]}, current, report_dir=project)
+    with pytest.raises(CellopsUsageError, match="needs the raw reference data"):
+        engine.run(build_profile(reference), current, report_dir=project)
     with pytest.raises(CellopsUsageError, match="unknown drift test 'kl'"):
-        run_evidently(reference, current, None, 0.5, "kl", project)
+        engine.run(reference, current, stattest="kl", report_dir=project)
     with pytest.raises(CellopsUsageError, match="current data has no rows"):
-        run_evidently(reference, current.iloc[:0], None, 0.5, None, project)
+        engine.run(reference, current.iloc[:0], report_dir=project)
+    assert not list(project.glob("*.html"))  # refused before Evidently ran
 
 
 def test_columns_evidently_cannot_test_are_reported_as_the_native_engine_does(

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 import cellops
 from cellops.cli import cli
 from cellops.monitoring.history import list_checks, load_check_profile, load_check_result
-from cellops.monitoring.monitor import check_model
+from cellops.monitoring.monitor import CheckRequest, check_model
 from cellops.monitoring.profile import build_profile
 from cellops.monitoring.reference import NoReferenceProfileError, load_reference_profile
 from cellops.registry.store import open_store
@@ -195,14 +195,17 @@ def test_cli_drift_model_prints_the_table_and_records_the_check(model_project, f
 def test_the_streak_counts_consecutive_drifted_checks_of_one_version(model_project, project):
     streaks = []
     for data in ("same", "shifted", "shifted", "same", "shifted"):
-        check = check_model("churn", project / f"data/{data}.parquet", share_threshold=0.3)
+        request = CheckRequest("churn", project / f"data/{data}.parquet", share_threshold=0.3)
+        check = check_model(request)
         streaks.append(check.record.streak)
     assert streaks == [0, 1, 2, 0, 1]
     checks = list_checks(MlflowClient(model_project._tracking_client.tracking_uri), "churn")
     assert [c.streak for c in reversed(checks)] == streaks  # newest first
     assert [c.dataset_drift for c in reversed(checks)] == [False, True, True, False, True]
     # a check of another version starts its own streak
-    check = check_model("churn", "data/shifted.parquet", version="1", share_threshold=0.3)
+    check = check_model(
+        CheckRequest("churn", "data/shifted.parquet", version="1", share_threshold=0.3)
+    )
     assert check.record.streak == 2
 
 
@@ -343,7 +346,7 @@ def test_a_check_on_a_real_mlflow_server(store, project, frames):
     base = frames["base"]
     model = LogisticRegression().fit(base[FEATURES], base["label"])
     cellops.register_model(model, name, reference=base[MONITORED])
-    check = check_model(name, _write(project, frames["shifted"]), alias="challenger")
+    check = check_model(CheckRequest(name, _write(project, frames["shifted"]), alias="challenger"))
     assert check.result.dataset_drift and check.record.streak == 1
     client = MlflowClient(store)
     assert load_reference_profile(client, name, "1").rows == 3000

@@ -54,22 +54,36 @@ def _columns(text: str | None) -> list[str] | None:
 
 _DATA = click.Path(dir_okay=True, path_type=Path)
 
+
+class EngineName(click.ParamType):
+    """A drift engine's name, passed on as typed: the core knows which engines exist (the
+    built-ins and those registered under the `cellops.drift_engines` entry points) and says so
+    when the name is not one of them. The help lists them, read when the help is shown."""
+
+    name = "engine"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        from ..monitoring.engines import engine_names
+
+        return f"[{'|'.join(engine_names())}]"
+
+
 _check_options = [
     click.option("--columns", metavar="A,B", help="Check only these columns (comma-separated)."),
     click.option(
         "--engine",
-        type=click.Choice(["native", "evidently"]),
+        type=EngineName(),
         default="native",
         show_default=True,
         help="native: fast, works from the stored profile; evidently: its HTML report too "
-        "(needs raw reference data).",
+        "(needs raw reference data); or an engine another package registers.",
     ),
     click.option(
         "--share-threshold",
-        type=click.FloatRange(0, 1),
+        type=float,
         default=0.5,
         show_default=True,
-        help="Dataset drift when at least this share of the columns drifted.",
+        help="Dataset drift when at least this share of the columns drifted, in (0, 1].",
     ),
     click.option(
         "--stattest",
@@ -146,13 +160,21 @@ def drift_command(
         )
     if current is None:
         raise CellopsUsageError("--model needs the data to check: --current PATH")
-    from ..monitoring.monitor import check_alias, check_model
+    from ..monitoring.monitor import CheckRequest, check_alias, check_model
 
-    check = check_model(
-        model, current, version=version, alias=check_alias(version, alias), columns=chosen,
-        engine=engine, share_threshold=share_threshold, stattest=stattest, reference=reference,
+    request = CheckRequest(
+        model,
+        current,
+        version=version,
+        alias=check_alias(version, alias),
+        columns=chosen,
+        engine=engine,
+        share_threshold=share_threshold,
+        stattest=stattest,
+        reference=reference,
         record=not no_record,
-    )  # fmt: skip
+    )
+    check = check_model(request)
     click.echo(f"{model} v{check.version} vs {current}")
     click.echo(str(check.result))
     _report(check.result)
@@ -165,7 +187,14 @@ def drift_command(
         raise SystemExit(EXIT_DRIFT)
 
 
-def _compare(reference: Path, current: Path, columns, engine, share_threshold, stattest):  # noqa: ANN001, ANN202
+def _compare(  # noqa: ANN202
+    reference: Path,
+    current: Path,
+    columns: list[str] | None,
+    engine: str,
+    share_threshold: float,
+    stattest: str | None,
+):
     from ..monitoring.api import drift
     from ..monitoring.monitor import existing_file
     from ..monitoring.reference import is_model_uri, model_reference
@@ -176,9 +205,13 @@ def _compare(reference: Path, current: Path, columns, engine, share_threshold, s
     else:
         existing_file(reference, "reference data")
     return drift(
-        reference, current, columns=columns, engine=engine, share_threshold=share_threshold,
+        reference,
+        current,
+        columns=columns,
+        engine=engine,
+        share_threshold=share_threshold,
         stattest=stattest,
-    )  # fmt: skip
+    )
 
 
 def _report(result: object) -> None:
@@ -238,13 +271,26 @@ def monitor_command(
       cellops monitor --model fraud --current data/week12.csv --consecutive 2 \\
           --retrain notebooks/retrain.ipynb -p model_kind logreg -p data_path data/all.parquet
     """
-    from ..monitoring.monitor import check_alias, monitor
+    from ..monitoring.monitor import CheckRequest, MonitorRequest, check_alias, monitor
 
-    outcome = monitor(
-        model, current, retrain=retrain, consecutive=consecutive, parameters=dict(pairs),
-        share_threshold=share_threshold, columns=_columns(columns), engine=engine,
-        stattest=stattest, reference=reference, version=version,
-        alias=check_alias(version, alias), allow_unknown=allow_unknown, echo=click.echo,
-    )  # fmt: skip
+    check = CheckRequest(
+        model,
+        current,
+        version=version,
+        alias=check_alias(version, alias),
+        columns=_columns(columns),
+        engine=engine,
+        share_threshold=share_threshold,
+        stattest=stattest,
+        reference=reference,
+    )
+    request = MonitorRequest(
+        check,
+        retrain,
+        consecutive=consecutive,
+        parameters=dict(pairs),
+        allow_unknown=allow_unknown,
+    )
+    outcome = monitor(request, echo=click.echo)
     if not outcome.ok:
         raise SystemExit(EXIT_RETRAIN_FAILED)

@@ -1,4 +1,5 @@
-"""`%cellops drift REF CUR`: a thin adapter over `cellops.drift`."""
+"""`%cellops drift REF CUR`: a thin adapter over `cellops.drift`, which checks what it is given
+(its named errors become a UsageError in `StepMagics.cellops`)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 @argument("reference", help="A notebook variable (DataFrame), a data file, or models:/NAME@alias.")
 @argument("current", help="A notebook variable (DataFrame) or a data file.")
 @argument("--columns", help="Comma-separated columns to check (default: all shared).")
-@argument("--engine", default="native", help="native (default) or evidently.")
+@argument(
+    "--engine",
+    default="native",
+    help="native (default), evidently, or an engine another package registers.",
+)
 @argument(
     "--share-threshold",
     dest="share_threshold",
     type=float,
     default=0.5,
-    help="Dataset drift when at least this share of columns drifted (default 0.5).",
+    help="Dataset drift when at least this share of columns drifted, in (0, 1] (default 0.5).",
 )
 @argument("--stattest", help="One test for every column: ks, chisquare, z, psi, ...")
 def _drift_usage() -> None:
@@ -61,17 +66,17 @@ def drift(shell: Any, line: str) -> Any:
     from ..monitoring.api import drift as compare
     from ..monitoring.reference import model_reference
 
-    args = _parse(line)
-    if args.engine not in ("native", "evidently"):
-        raise UsageError(f"%cellops drift: --engine is native or evidently, not {args.engine!r}")
-    if not 0 <= args.share_threshold <= 1:
-        raise UsageError("%cellops drift: --share-threshold is a share between 0 and 1")
+    args = _parse(line)  # the engine and the threshold are checked by `cellops.drift`
     namespace = shell.user_ns
     reference = _resolve(namespace, args.reference, "REF", models=True)
     current = _resolve(namespace, args.current, "CUR", models=False)
     columns = [c.strip() for c in (args.columns or "").split(",") if c.strip()] or None
     reference, columns = model_reference(reference, columns)
     return compare(
-        reference, current, columns=columns, engine=args.engine,
-        share_threshold=args.share_threshold, stattest=args.stattest,
-    )  # fmt: skip
+        reference,
+        current,
+        columns=columns,
+        engine=args.engine,
+        share_threshold=args.share_threshold,
+        stattest=args.stattest,
+    )

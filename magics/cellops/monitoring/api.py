@@ -1,4 +1,9 @@
-"""`cellops.drift(reference, current)`: resolve the inputs, pick the engine, run it."""
+"""`cellops.drift(reference, current)`: read the inputs as the chosen engine wants them, run it.
+
+The checks of what the user gave (the threshold, the test, the columns, the rows) are the
+engine base class's (`engines/base.py`); this module only turns paths and model URIs into
+data, so every front end (the function, the magic, the CLI) gets the same answers.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,10 @@ from typing import Any
 
 from ..errors import CellopsUsageError
 from . import choice
-from .columns import resolve_columns
+from .engines import get_engine
+from .engines.base import check_share_threshold
 from .result import DriftResult
 
-ENGINES = ("native", "evidently")
 DATA_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
@@ -27,59 +32,24 @@ def drift(
 
     reference: a DataFrame, a .parquet/.csv path, a `ReferenceProfile` or its .json path, or
     "models:/NAME/VERSION" / "models:/NAME@ALIAS" (the profile stored with that version).
-    current: a DataFrame or a .parquet/.csv path. engine: "native" (default) or "evidently"
-    (needs raw reference data; writes Evidently's HTML report under `report_dir`).
+    current: a DataFrame or a .parquet/.csv path. engine: "native" (default), "evidently"
+    (needs raw reference data; writes Evidently's HTML report under `report_dir`), or one
+    registered under the `cellops.drift_engines` entry points (`engines.engine_names()`).
     stattest: one test for every column ("ks", "chisquare", "z", "wasserstein",
-    "jensenshannon", "psi"), else Evidently's choice per column.
+    "jensenshannon", "psi"), else Evidently's choice per column. Columns holding structs or
+    lists are not tested: they are listed in `extra["skipped"]`.
     """
-    from .profile import ReferenceProfile
-
-    engine = str(engine).strip().lower()
-    if engine not in ENGINES:
-        raise CellopsUsageError(
-            f"unknown drift engine {engine!r}; choose one of: {', '.join(ENGINES)}"
-        )
-    stattest = choice.check_stattest(stattest)
-    try:
-        share_threshold = float(share_threshold)
-    except (TypeError, ValueError):
-        share_threshold = float("nan")
-    if not 0 < share_threshold <= 1:
-        raise CellopsUsageError(
-            f"share_threshold must be a share of columns in (0, 1], e.g. 0.5; got {share_threshold}"
-        )
+    chosen = get_engine(engine)
+    # checked before any file is read (the engine checks them again, as cheaply)
+    check_share_threshold(share_threshold)
+    choice.check_stattest(stattest)
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",") if c.strip()]
 
-    ref = _load_reference(reference, columns, engine == "native")
-    if engine == "evidently" and isinstance(ref, ReferenceProfile):
-        raise CellopsUsageError(
-            "engine='evidently' needs the raw reference data (a DataFrame or a Parquet/CSV "
-            "path), not a profile; use engine='native' with a profile"
-        )
-    # the native engine counts categories: strings read as dictionaries (pandas categoricals)
-    # skip building a Python object per value; Evidently gets the plain strings it expects
-    strings_as_categories = engine == "native"
-    cur = _load_frame(current, "current", columns, strings_as_categories)
-    ref_columns = list(ref.columns) if isinstance(ref, ReferenceProfile) else _names(ref)
-    names = resolve_columns(ref_columns, _names(cur), columns)
-    ref_rows = ref.rows if isinstance(ref, ReferenceProfile) else len(ref)
-    if ref_rows == 0:
-        raise CellopsUsageError("the reference data has no rows: nothing to compare against")
-    if len(cur) == 0:
-        raise CellopsUsageError("the current data has no rows: nothing to check")
-
-    if engine == "evidently":
-        from .engines.evidently import run_evidently
-
-        return run_evidently(ref, cur, names, share_threshold, stattest, report_dir)
-    from .engines.native import run_native
-
-    return run_native(ref, cur, names, share_threshold, stattest)
-
-
-def _names(frame: Any) -> list[str]:
-    return [str(c) for c in frame.columns]
+    ref = _load_reference(reference, columns, chosen.strings_as_categories)
+    chosen.check_reference(ref)
+    cur = _load_frame(current, "current", columns, chosen.strings_as_categories)
+    return chosen.run(ref, cur, columns, share_threshold, stattest, report_dir)
 
 
 def _load_reference(reference: Any, columns: list[str] | None, categories: bool) -> Any:

@@ -9,6 +9,9 @@ definition `DataDriftPreset` and `ValueDrift` use):
   than half of the non-missing values are distinct, else categorical;
 - bool and category -> categorical; datetime -> datetime (not tested); anything else
   (object of numbers or bools, all-missing object) -> unknown (not tested).
+Nested values (Parquet structs and lists, read as dicts and arrays; pandas' Arrow-backed
+struct/list dtypes) have their own storage class, "nested": no engine tests them
+(`engines/base.py` sets them aside with a note).
 One deliberate difference: pandas' nullable "Int64"/"Float64"/"boolean" dtypes, which Evidently
 leaves "unknown" (their names do not start with "int"/"float"), are typed like int/float/bool.
 """
@@ -30,16 +33,23 @@ INTEGER_CARDINALITY_LIMIT = 10
 # storage classes: a column whose class differs between reference and current changed type
 NUMBER = "number"
 STRING = "string"
+NESTED = "nested"
+NESTED_NOTE = "nested values (struct/list): not tested"
+# what a struct, list or map value of a Parquet column is once read into pandas
+_NESTED_VALUES = (dict, list, tuple, set, frozenset, np.ndarray)
 
 
 def storage(series: Any) -> str:
-    """'float' | 'int' | 'bool' | 'string' | 'datetime' | 'other' | 'empty' for a pandas Series."""
+    """'float' | 'int' | 'bool' | 'string' | 'datetime' | 'nested' | 'other' | 'empty' for a
+    pandas Series."""
     import pandas as pd
 
     dtype = series.dtype
     name = dtype.name.lower()
     if isinstance(dtype, pd.CategoricalDtype):
         return "string"
+    if isinstance(dtype, pd.ArrowDtype) and _arrow_nested(dtype.pyarrow_dtype):
+        return NESTED
     if name.startswith("float"):
         return "float"
     if name.startswith(("int", "uint")):
@@ -57,8 +67,16 @@ def storage(series: Any) -> str:
             return "empty"
         if isinstance(first, str) and isinstance(last, str):
             return "string"
+        if isinstance(first, _NESTED_VALUES) or isinstance(last, _NESTED_VALUES):
+            return NESTED
         return "other"
     return "other"
+
+
+def _arrow_nested(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_nested(arrow_type)
 
 
 def _first_present(values: Any) -> Any:
@@ -103,11 +121,6 @@ def finite_values(series: Any) -> tuple[np.ndarray, int, int]:
     n_nan = int(nan.sum())
     n_inf = int(values.size - n_nan - finite.sum())
     return values[finite], n_nan, n_inf
-
-
-def value_keys(values: Any, numeric: bool) -> list:
-    """Keys of categories, comparable between reference and current: floats or strings."""
-    return [float(v) for v in values] if numeric else [str(v) for v in values]
 
 
 def resolve_columns(

@@ -1,17 +1,18 @@
 """The closed loop: check a model's current data for drift, and retrain once drift persists.
 
-`check_model` compares a data file with the reference profile stored with a model version and
-records the check (`history`). `monitor` does that, and when the check ends a streak of
-`consecutive` drifted checks it runs the retraining notebook as a cellops job (the same
-`run_job` as `cellops run`) on the current data. The notebook registers its model and calls the
-gate; the decision is read back from the registry and linked to the check: the check run gets
-the job's run id and the decision, the job run the check's run id.
+`check_model(CheckRequest(...))` compares a data file with the reference profile stored with a
+model version and records the check (`history`). `monitor(MonitorRequest(...))` does that, and
+when the check ends a streak of `consecutive` drifted checks it runs the retraining notebook as
+a cellops job (the same `run_job` as `cellops run`) on the current data. The notebook
+registers its model and calls the gate; the decision is read back from the registry and linked
+to the check: the check run gets the job's run id and the decision, the job run the check's run
+id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,36 @@ if TYPE_CHECKING:
     from ..registry.store import RegistryStore
     from .history import CheckRecord
     from .result import DriftResult
+
+
+@dataclass
+class CheckRequest:
+    """A drift check of a version of `model` (by default the one its caller resolves: the CLI
+    asks for @champion)."""
+
+    model: str
+    current: Any  # a DataFrame or the path of a Parquet/CSV file
+    version: str | int | None = None
+    alias: str | None = None
+    columns: list[str] | None = None  # default: the profiled columns
+    engine: str = "native"
+    share_threshold: float = 0.5
+    stattest: str | None = None
+    reference: Any = None  # raw reference data instead of the stored profile
+    record: bool = True  # record the check as a run of the experiment cellops-drift/MODEL
+    consecutive: int | None = None  # the monitor's setting, recorded with the check
+
+
+@dataclass
+class MonitorRequest:
+    """One turn of the loop: `check` (recorded), then `retrain` once `consecutive` checks in a
+    row found dataset drift, with `parameters` (data_path defaults to the checked file)."""
+
+    check: CheckRequest
+    retrain: str | Path
+    consecutive: int = 3
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    allow_unknown: bool = False  # pass parameters the retraining notebook does not declare
 
 
 @dataclass
@@ -82,56 +113,51 @@ def data_hash(data: Any) -> str:
     return value_digest(data)
 
 
-def check_model(
-    model: str,
-    current: Any,
-    *,
-    version: str | int | None = None,
-    alias: str | None = None,
-    columns: list[str] | None = None,
-    engine: str = "native",
-    share_threshold: float = 0.5,
-    stattest: str | None = None,
-    reference: Any = None,
-    record: bool = True,
-    consecutive: int | None = None,
-    store: RegistryStore | None = None,
-) -> Check:
-    """Check `current` (a DataFrame or a data file) against a version of `model`.
+def check_model(request: CheckRequest, store: RegistryStore | None = None) -> Check:
+    """Check `request.current` (a DataFrame or a data file) against a version of the model.
 
-    The reference is the profile stored with the version, or `reference` (raw data: needed by
-    the evidently engine, which cannot work from a profile).
+    The reference is the profile stored with the version, or `request.reference` (raw data:
+    needed by an engine that cannot work from a profile, such as evidently).
     """
     from ..registry.store import check_model_name, open_store
-    from .api import ENGINES, drift
+    from .api import drift
+    from .engines import get_engine
     from .reference import load_version_profile, resolve
 
-    check_model_name(model)
-    if engine not in ENGINES:
-        raise CellopsUsageError(f"engine {engine!r} is not one of: {', '.join(ENGINES)}")
+    check_model_name(request.model)
+    engine = get_engine(request.engine)
+    current, reference = request.current, request.reference
     if isinstance(current, (str, Path)):
         current = existing_file(current, "current data")
     if isinstance(reference, (str, Path)):
         reference = existing_file(reference, "reference data")
-    if engine == "evidently" and reference is None:
+    if engine.needs_raw_reference and reference is None:
         raise CellopsUsageError(
-            "--engine evidently needs the raw reference data, and a model version stores only "
-            "its profile: add --reference PATH (the training data), or use --engine native"
+            f"--engine {engine.name} needs the raw reference data, and a model version stores "
+            "only its profile: add --reference PATH (the training data), or use --engine native"
         )
     store = store or open_store()
-    ref = ModelRef(model, str(version)) if version is not None else ModelRef(model, alias=alias)
+    if request.version is not None:
+        ref = ModelRef(request.model, str(request.version))
+    else:
+        ref = ModelRef(request.model, alias=request.alias)
     found = resolve(store, ref)
+    columns = request.columns
     if reference is None:
         reference = load_version_profile(store, found)
         if columns is None:  # the current data may hold more (ids, the label): the profiled ones
             columns = list(reference.columns)
     result = drift(
-        reference, current, columns=columns, engine=engine,
-        share_threshold=share_threshold, stattest=stattest,
-    )  # fmt: skip
-    check = Check(model, str(found.version), result)
-    if record:
-        check.record = _record(store, check, current, consecutive)
+        reference,
+        current,
+        columns=columns,
+        engine=request.engine,
+        share_threshold=request.share_threshold,
+        stattest=request.stattest,
+    )
+    check = Check(request.model, str(found.version), result)
+    if request.record:
+        check.record = _record(store, check, current, request.consecutive)
     return check
 
 
@@ -145,44 +171,37 @@ def _record(store: RegistryStore, check: Check, current: Any, consecutive: int |
         _relative(current, store) if isinstance(current, Path) else f"<{type(current).__name__}>"
     )
     return record_check(
-        store, check.model, check.version, check.result, current=label,
-        data_hash=data_hash(current), current_profile=profile, consecutive=consecutive,
-    )  # fmt: skip
+        store,
+        check.model,
+        check.version,
+        check.result,
+        current=label,
+        data_hash=data_hash(current),
+        current_profile=profile,
+        consecutive=consecutive,
+    )
 
 
 def monitor(
-    model: str,
-    current: str | Path,
-    *,
-    retrain: str | Path,
-    consecutive: int = 3,
-    parameters: Mapping[str, Any] | None = None,
-    share_threshold: float = 0.5,
-    columns: list[str] | None = None,
-    engine: str = "native",
-    stattest: str | None = None,
-    reference: str | Path | None = None,
-    version: str | int | None = None,
-    alias: str | None = None,
-    allow_unknown: bool = False,
+    request: MonitorRequest,
     echo: Callable[[str], Any] = print,
     store: RegistryStore | None = None,
 ) -> MonitorOutcome:
     """One turn of the loop: check, and retrain when the streak of drifted checks reaches
-    `consecutive`. Never raises for a failed or refused retraining: the outcome says so."""
+    `request.consecutive`. Never raises for a failed or refused retraining: the outcome says
+    so. Each line of the account goes to `echo` (and `MonitorOutcome.lines`)."""
     from ..registry.store import open_store
 
+    consecutive, model = request.consecutive, request.check.model
     if consecutive < 1:
         raise CellopsUsageError(f"--consecutive must be 1 or more, not {consecutive}")
     store = store or open_store()
-    current = existing_file(current, "current data")
-    notebook = existing_file(retrain, "retraining notebook")
-    values = _job_parameters(notebook, model, current, parameters or {}, store, allow_unknown)
-    check = check_model(
-        model, current, version=version, alias=alias, columns=columns, engine=engine,
-        share_threshold=share_threshold, stattest=stattest, reference=reference,
-        consecutive=consecutive, store=store,
-    )  # fmt: skip
+    current = existing_file(request.check.current, "current data")
+    notebook = existing_file(request.retrain, "retraining notebook")
+    allow_unknown = request.allow_unknown
+    values = _job_parameters(notebook, model, current, request.parameters, store, allow_unknown)
+    checked = replace(request.check, current=current, record=True, consecutive=consecutive)
+    check = check_model(checked, store)
     outcome = MonitorOutcome(check, consecutive)
     say = _Echo(echo, outcome.lines)
     say(f"check of {model} v{check.version} (recorded as run {check.record.run_id}):")

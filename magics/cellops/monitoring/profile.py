@@ -7,7 +7,9 @@ count, missing and non-finite counts (+/-inf are treated as missing, as Evidentl
   exact distinct values with their counts when there are at most 2048 of them (which covers
   every reference of at most 2048 rows);
 - strings, bools and categories: counts of the 10 000 most frequent values, `other_count`
-  for the rest, distinct count.
+  for the rest, distinct count;
+- nested values (structs, lists): the counts of present and missing values only, since no
+  engine tests them.
 
 Precision. A column with its exact distinct values (<= 2048) gives exactly the raw-data scores.
 Otherwise the reference CDF is exact over the 1000 smallest and the 1000 largest values (kept
@@ -168,7 +170,7 @@ def profile_series(series: Any) -> ColumnProfile:
         acc = _NumericAcc(store)
         acc.add(values, missing, nonfinite, exact=True)
         return acc.finish()
-    acc = _CountAcc(store)
+    acc = _NestedAcc(store) if store == cols.NESTED else _CountAcc(store)
     acc.add(series)
     return acc.finish()
 
@@ -375,6 +377,25 @@ class _CountAcc:
         return prof
 
 
+class _NestedAcc:
+    """Structs and lists: counted, not profiled (their values are not hashable, and no engine
+    tests them)."""
+
+    def __init__(self, store: str):
+        self.store = store
+        self.n = self.missing = 0
+
+    def add(self, series: Any) -> None:
+        present = int(series.notna().sum())
+        self.n += present
+        self.missing += int(series.size - present)
+
+    def finish(self) -> ColumnProfile:
+        return ColumnProfile(
+            kind=cols.UNKNOWN, dtype=self.store, count=self.n, missing=self.missing
+        )
+
+
 def _iter_chunks(path: Path, names: list[str] | None) -> Any:
     import pandas as pd
 
@@ -461,6 +482,8 @@ def _accumulator_for(name: str, store: str, acc: Any, seen: set[str], path: Path
             "different rows; convert it to one type before profiling"
         )
     if acc is None:
+        if store == cols.NESTED:
+            return _NestedAcc(store)
         return _NumericAcc(store) if store in ("float", "int") else _CountAcc(store)
     if isinstance(acc, _NumericAcc) and store == "float":
         acc.store = "float"  # ints in early chunks, NaN (so floats) later: floats, as pandas

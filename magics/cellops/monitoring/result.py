@@ -107,10 +107,16 @@ class DriftResult:
             for c in entries
         ]  # fmt: skip
 
+    def skipped_lines(self) -> list[str]:
+        """One line per column left out (`extra["skipped"]`), with the reason."""
+        skipped = self.extra.get("skipped") or {}
+        return [f"not tested: {name} ({reason})" for name, reason in skipped.items()]
+
     def __str__(self) -> str:
         from .._text import table
 
-        return f"{table(COLUMN_HEADERS, self.table_rows())}\n{self.summary()}"
+        lines = [table(COLUMN_HEADERS, self.table_rows()), *self.skipped_lines(), self.summary()]
+        return "\n".join(lines)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))
@@ -123,9 +129,10 @@ class DriftResult:
             "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>"
             for row in self.table_rows()
         )
+        skipped = "".join(f"<p>{escape(line)}</p>" for line in self.skipped_lines())
         return (
             f"<p><b>{escape(self.summary())}</b></p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{skipped}"
         )
 
 

@@ -1,6 +1,6 @@
 """The Evidently engine: `DataDriftPreset` through Evidently 0.7's current API, and its HTML report.
 
-Evidently is imported inside the function (its import takes 5-8 s). Columns are typed as the
+Evidently is imported inside the functions (its import takes 5-8 s). Columns are typed as the
 native engine types them (`columns.py`: Evidently's own inference, applied to the current data)
 and handed to Evidently in an explicit `DataDefinition`, so both engines test the same columns
 the same way. Where Evidently would raise (a column all missing on one side, a type that changed)
@@ -24,8 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ...errors import CellopsUsageError
-from ..result import CATEGORICAL, NUMERIC, ColumnDrift, DriftResult
+from ..result import CATEGORICAL, NUMERIC, ColumnDrift
+from .base import Comparison, DriftEngine, DriftOptions
 
 REPORTS_SUBDIR = Path("reports") / "drift"
 
@@ -44,62 +44,38 @@ TEST_NAMES = {
 P_VALUE_TESTS = {"ks", "chisquare", "z"}
 
 
-def run_evidently(
-    reference: Any,
-    current: Any,
-    columns: list[str] | None = None,
-    share_threshold: float = 0.5,
-    stattest: str | None = None,
-    report_dir: str | Path | None = None,
-) -> DriftResult:
-    """Run Evidently's `DataDriftPreset` on two DataFrames and save its HTML report."""
-    import pandas as pd
+class EvidentlyEngine(DriftEngine):
+    """Evidently's `DataDriftPreset` on the raw reference data, and its HTML report."""
 
-    from ..choice import check_stattest
-    from ..columns import resolve_columns
+    name = "evidently"
+    needs_raw_reference = True  # Evidently compares samples: a profile is not one
 
-    if not isinstance(reference, pd.DataFrame) or not isinstance(current, pd.DataFrame):
-        raise CellopsUsageError(
-            "the Evidently engine needs the raw reference and current data as DataFrames "
-            "(or Parquet/CSV paths through cellops.drift); for a stored profile use "
-            'engine="native"'
-        )
-    stattest = check_stattest(stattest)
-    names = resolve_columns(
-        [str(c) for c in reference.columns], [str(c) for c in current.columns], columns
-    )
-    if len(reference) == 0 or len(current) == 0:
-        empty = "reference" if len(reference) == 0 else "current"
-        raise CellopsUsageError(f"the {empty} data has no rows: nothing to compare")
-    plans = {name: _plan(name, reference[name], current[name], stattest) for name in names}
-    tested = [name for name, plan in plans.items() if isinstance(plan, _Plan)]
-    found: dict[str, ColumnDrift] = {}
-    html = None
-    extra: dict[str, Any] = {}
-    if tested:
-        found, html, extra = _evidently_drift(
-            reference[tested], current[tested], {n: plans[n] for n in tested}, share_threshold
-        )
-    results, skipped = [], {}
-    for name, plan in plans.items():
-        if isinstance(plan, _Plan):
-            results.append(plan.finish(found[name]))
-        elif isinstance(plan, ColumnDrift):
-            results.append(plan)
-        else:
-            skipped[name] = plan
-    if skipped:
-        extra["skipped"] = skipped
-    report_path = _save_report(html, report_dir) if html is not None else None
-    return DriftResult(
-        columns=results,
-        share_threshold=share_threshold,
-        engine="evidently",
-        rows_reference=len(reference),
-        rows_current=len(current),
-        report_path=str(report_path) if report_path else None,
-        extra=extra,
-    )
+    def compare_columns(
+        self, reference: Any, current: Any, names: list[str], options: DriftOptions
+    ) -> Comparison:
+        stattest = options.stattest
+        plans = {name: _plan(name, reference[name], current[name], stattest) for name in names}
+        tested = [name for name, plan in plans.items() if isinstance(plan, _Plan)]
+        found: dict[str, ColumnDrift] = {}
+        html = None
+        extra: dict[str, Any] = {}
+        if tested:
+            found, html, extra = _evidently_drift(
+                reference[tested],
+                current[tested],
+                {n: plans[n] for n in tested},
+                options.share_threshold,
+            )
+        results, skipped = [], {}
+        for name, plan in plans.items():
+            if isinstance(plan, _Plan):
+                results.append(plan.finish(found[name]))
+            elif isinstance(plan, ColumnDrift):
+                results.append(plan)
+            else:
+                skipped[name] = plan
+        report_path = _save_report(html, options.report_dir) if html is not None else None
+        return Comparison(results, skipped, extra, report_path)
 
 
 @dataclass

@@ -19,7 +19,8 @@ Where Evidently raises, the native engine reports the column with a note instead
 all values missing on one side (drifted; on both sides: not drifted), a type that changed
 between reference and current (drifted), a text column (not tested: Evidently runs a text
 classifier for those; not drifted). Datetime and unknown-typed columns are left out, as
-`DataDriftPreset` leaves them out, and listed in `DriftResult.extra["skipped"]`.
+`DataDriftPreset` leaves them out, and listed in `DriftResult.extra["skipped"]` (with nested
+columns, which `DriftEngine.run` sets aside before an engine sees them).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from .. import choice
 from .. import columns as cols
 from .. import stattests as st
 from ..profile import EXACT_VALUES, ColumnProfile, ReferenceProfile
-from ..result import CATEGORICAL, NUMERIC, ColumnDrift, DriftResult
+from ..result import CATEGORICAL, NUMERIC, ColumnDrift
+from .base import Comparison, DriftEngine, DriftOptions
 
 GRID_BINS = 8192
 TAIL_BINS = 1024
@@ -226,43 +228,35 @@ class _Reference:
         return self.profile.nonfinite if self.profile is not None else self.numeric().nonfinite
 
 
-def run_native(
-    reference: Any,
-    current: Any,
-    columns: list[str],
-    share_threshold: float = 0.5,
-    stattest: str | None = None,
-) -> DriftResult:
-    """Drift of `current` (DataFrame) against `reference` (DataFrame or ReferenceProfile)."""
-    from_profile = isinstance(reference, ReferenceProfile)
+class NativeEngine(DriftEngine):
+    """Evidently's tests computed by cellops, from the raw reference or a stored profile."""
 
-    def one(name: str) -> ColumnDrift | str:
-        ref = (
-            _Reference(profile=reference.columns[name])
-            if from_profile
-            else _Reference(series=reference[name])
+    name = "native"
+    strings_as_categories = True  # it counts categories: no Python string per row needed
+
+    def compare_columns(
+        self, reference: Any, current: Any, names: list[str], options: DriftOptions
+    ) -> Comparison:
+        from_profile = isinstance(reference, ReferenceProfile)
+
+        def one(name: str) -> ColumnDrift | str:
+            ref = (
+                _Reference(profile=reference.columns[name])
+                if from_profile
+                else _Reference(series=reference[name])
+            )
+            return compare_column(name, ref, current[name], options.stattest)
+
+        workers = min(len(names), os.cpu_count() or 1)
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                outcomes = list(pool.map(one, names))
+        else:
+            outcomes = [one(name) for name in names]
+        return Comparison(
+            columns=[o for o in outcomes if isinstance(o, ColumnDrift)],
+            skipped={n: o for n, o in zip(names, outcomes, strict=True) if isinstance(o, str)},
         )
-        return compare_column(name, ref, current[name], stattest)
-
-    workers = min(len(columns), os.cpu_count() or 1)
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            outcomes = list(pool.map(one, columns))
-    else:
-        outcomes = [one(name) for name in columns]
-    results = [o for o in outcomes if isinstance(o, ColumnDrift)]
-    skipped = {name: o for name, o in zip(columns, outcomes, strict=True) if isinstance(o, str)}
-    rows_reference = reference.rows if from_profile else len(reference)
-    result = DriftResult(
-        columns=results,
-        share_threshold=share_threshold,
-        engine="native-profile" if from_profile else "native",
-        rows_reference=int(rows_reference),
-        rows_current=int(len(current)),
-    )
-    if skipped:
-        result.extra["skipped"] = skipped
-    return result
 
 
 def compare_column(
