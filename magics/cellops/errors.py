@@ -40,3 +40,68 @@ class UndigestableError(CellopsError):
     A step reading such a value is run, never restored: a cache key that cannot see the value
     could only give a wrong hit. The message names the value's part and type.
     """
+
+
+class DuplicateParameterError(CellopsUsageError):
+    """A job parameter given twice (`-p n 5 -p n 6`); the message names it and both values."""
+
+
+class KernelNotFoundError(CellopsUsageError):
+    """The kernel a job asks for (`-k`, or the notebook's kernelspec) is not installed here."""
+
+
+class ModelFilesMissingError(CellopsUsageError):
+    """A registered model version whose files are gone from the artifact store (for example
+    `.cellops/artifacts` was deleted): the message names the version, the path, and how to
+    get the files back (re-register the model, or restore the folder)."""
+
+
+class UntrustedObjectError(CorruptObjectError):
+    """A cache entry or pickled cache object not signed by this project's key (fetched from a
+    DVC remote, or written before cellops signed its cache): refused before it is read, so
+    nobody who can write to the remote can run code on this machine; the step runs instead."""
+
+    def __init__(self, what: str, key_file: str, mismatch: bool = False):
+        if mismatch:
+            how, why = "has a signature that does not match", "signed with another key"
+        else:
+            how, why = "is not signed by", "or written before cellops signed its cache"
+        super().__init__(
+            f"{what} {how} this project's key (it may come from a DVC remote, {why}); the step "
+            f"runs instead. To trust objects from a teammate, share the key file {key_file} out "
+            "of band"
+        )
+        self.what = what
+
+
+class StepOutputError(CellopsUsageError):
+    """A step's declared output file or folder that cannot be stored as asked: a symlink (or a
+    path) leading out of the project, checked after the cell ran; nothing of it is cached."""
+
+
+class StoreDamagedError(CellopsError):
+    """The project's own store existed and is now empty, not a database, or unreadable: it is
+    refused, never silently replaced by an empty one (which would drop the history)."""
+
+    def __init__(self, path: str, reason: str, advice: str):
+        super().__init__(f"refusing to open the tracking store {path}: {reason}\n{advice}")
+        self.path = path
+
+
+class StoreFullError(CellopsError):
+    """A write to a local store failed because the disk holding it is full."""
+
+    def __init__(self, path: str, reason: str):
+        import os.path
+        import shlex
+
+        folder = shlex.quote(os.path.dirname(path) or ".")
+        super().__init__(
+            f"cannot write to the tracking store: the disk holding {path} is full ({reason})\n"
+            f"Free space on that disk (`df -h {folder}` shows what is left), then try again."
+        )
+        self.path = path
+
+
+class StoreWriteError(CellopsError):
+    """Records that did not reach the store (reported by `%cellops flush`): which write, why."""

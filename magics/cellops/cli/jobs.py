@@ -27,10 +27,11 @@ def inspect_command(notebook: Path) -> None:
 
 
 def _parameters(pairs: tuple[tuple[str, str], ...], file: Path | None) -> dict[str, object]:
-    from ..jobs.params import load_parameter_file
+    from ..jobs.params import load_parameter_file, parameter_pairs
 
+    given = parameter_pairs(pairs)  # a name given twice is refused before the file is read
     values: dict[str, object] = dict(load_parameter_file(file)) if file else {}
-    values.update(dict(pairs))
+    values.update(given)
     return values
 
 
@@ -174,6 +175,9 @@ def sweep_command(
     headers = list(dict.fromkeys(k for row in rows for k in row))
     cells = [tuple("" if row.get(h) is None else row.get(h) for h in headers) for row in rows]
     click.echo(table(tuple(headers), [tuple(map(_cell, r)) for r in cells]))
+    notes = {o.kernel.note for o in result.outcomes if getattr(o, "kernel", None)} - {""}
+    for note in sorted(notes):
+        click.echo(note)
     click.echo(f"sweep run: {result.parent_run_id}")
     if any(row["status"] != "ok" for row in rows):
         raise SystemExit(1)
@@ -191,7 +195,9 @@ def reproduce_command(run_id: str, allow_changes: bool, no_progress: bool) -> No
     """Re-execute job RUN with the same parameters, after checking code and data match.
 
     Every step runs again (the cache is not used), and the original and new metrics are
-    printed side by side.
+    printed side by side. Production is left alone: a model the notebook registers is tagged
+    as a reproduction of RUN and gets no alias, and its gate runs as a dry run, printed as what
+    it would have decided.
     """
     from ..jobs.reproduce import reproduce
 
@@ -199,6 +205,7 @@ def reproduce_command(run_id: str, allow_changes: bool, no_progress: bool) -> No
     for line in outcome.differences:
         click.echo(f"changed: {line}")
     click.echo(describe_job(outcome.result))
+    click.echo("\n".join(_reproduction_lines(outcome.result, run_id)))
     rows = [
         (name, _cell(before), _cell(outcome.result.metrics.get(name, "")))
         for name, before in sorted(outcome.original_metrics.items())
@@ -208,10 +215,24 @@ def reproduce_command(run_id: str, allow_changes: bool, no_progress: bool) -> No
         raise SystemExit(1)
 
 
+def _reproduction_lines(result, run_id: str) -> list[str]:  # noqa: ANN001 - a JobResult
+    from ..config import load_settings
+    from ..registry.reproduction import reproduction_verdicts
+
+    lines = [
+        f"reproduction of run {run_id}: model registration and promotion ran as a dry run; "
+        "no alias was moved or set"
+    ]
+    found = reproduction_verdicts(result.job_id, run_id, load_settings(result.notebook.parent))
+    return lines + (found or ["the notebook registered no model and ran no gate"])
+
+
 def describe_job(result) -> str:  # noqa: ANN001 - a JobResult
     """The job's summary for the terminal."""
     state = "succeeded" if result.ok else "FAILED"
     lines = [f"job {result.job_id} {state} (run {result.run_id})"]
+    if result.kernel is not None and result.kernel.note:
+        lines.append(result.kernel.note)
     if len(result.attempts) > 1:
         lines.append(
             "attempts: " + ", ".join(f"#{a.number} {a.status.lower()}" for a in result.attempts)
@@ -226,6 +247,8 @@ def describe_job(result) -> str:  # noqa: ANN001 - a JobResult
     lines.append(f"notebook: {result.attempts[-1].output}")
     if result.html:
         lines.append(f"html: {result.html}")
-    if result.failure is not None:
-        lines.append(f"error in {result.failure.describe()}")
+    failure = result.failure
+    if failure is not None:  # a notebook that never started says so, not "error in ..."
+        said = failure.describe()
+        lines.append(said if not failure.started else f"error in {said}")
     return "\n".join(lines)

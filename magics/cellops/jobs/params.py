@@ -10,11 +10,12 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CellopsUsageError
+from ..errors import CellopsUsageError, DuplicateParameterError
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class NotebookParameters:
     path: Path
     has_parameters_cell: bool
     parameters: dict[str, Parameter]
+    kernel_name: str | None = None  # the notebook's kernelspec, when it names one
+    language: str | None = None  # its language_info (or kernelspec) language
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -55,7 +58,8 @@ def read_notebook(path: Path) -> Any:
 def inspect_parameters(path: Path, kernel_name: str | None = None) -> NotebookParameters:
     """The notebook's parameters (Papermill's inspection of the `parameters` cell)."""
     notebook = read_notebook(path)
-    kernel_name = kernel_name or notebook.metadata.get("kernelspec", {}).get("name") or "python3"
+    own_kernel, language = notebook_kernel(notebook)
+    kernel_name = kernel_name or own_kernel or "python3"
     has_cell = any(
         "parameters" in cell.get("metadata", {}).get("tags", []) for cell in notebook.cells
     )
@@ -74,7 +78,31 @@ def inspect_parameters(path: Path, kernel_name: str | None = None) -> NotebookPa
             found[param.name] = Parameter(
                 param.name, default, param.default, type_name, param.help or ""
             )
-    return NotebookParameters(path, has_cell, found)
+    return NotebookParameters(path, has_cell, found, own_kernel, language)
+
+
+def notebook_kernel(notebook: Any) -> tuple[str | None, str | None]:
+    """The kernel name and language the notebook's metadata names, each None when absent
+    (as in what `nbformat.v4.new_notebook()`, jupytext and many generators write)."""
+    metadata = notebook.get("metadata", {})
+    kernelspec = metadata.get("kernelspec") or {}
+    name = kernelspec.get("name") or None
+    language = (metadata.get("language_info") or {}).get("name") or kernelspec.get("language")
+    return name, language or None
+
+
+def parameter_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """`-p NAME VALUE` pairs as a mapping; a name given twice is refused, naming both values
+    (the last silently winning would run the job with a value the user may not have meant)."""
+    values: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in values:
+            raise DuplicateParameterError(
+                f"parameter {name!r} is given twice: -p {name} {values[name]} and "
+                f"-p {name} {value}; give it once"
+            )
+        values[name] = value
+    return values
 
 
 def _literal(source: str) -> Any:

@@ -1,4 +1,9 @@
-"""`cellops reproduce RUN`: run a recorded job again, only if its code and data still match."""
+"""`cellops reproduce RUN`: run a recorded job again, only if its code and data still match.
+
+The job runs with `CELLOPS_REPRODUCTION_OF=RUN` in its kernel's environment, so a notebook
+that registers and promotes a model leaves the registry's aliases as they were: its version
+is tagged as a reproduction, and its gate runs as a dry run (`registry/reproduction.py`).
+"""
 
 from __future__ import annotations
 
@@ -39,8 +44,9 @@ def reproduce(run_id: str, allow_changes: bool = False, progress: bool = True) -
             "Restore them (git checkout, dvc pull), or pass --allow-changes to run anyway."
         )
     request = JobRequest(
-        notebook, parameters, allow_unknown=True, progress=progress, use_cache=False
-    )
+        notebook, parameters, allow_unknown=True, progress=progress, use_cache=False,
+        reproduction_of=run_id,  # the registry changes nothing: see registry/reproduction.py
+    )  # fmt: skip
     result = run_job(request)
     metrics = {k: v for k, v in run.data.metrics.items() if not k.startswith("cellops.")}
     return Reproduction(result, metrics, differences)

@@ -7,6 +7,10 @@ its HTML copy, the reproducibility manifest, the outcome, and the metrics of the
 
 A failure in the user's code is final unless `retry_user_errors`; a kernel that died or a
 timeout is transient and retried up to `retries` times, each attempt its own recorded run.
+
+A notebook that names no kernel (no `kernelspec`, as `nbformat.v4.new_notebook()` and jupytext
+write) runs on this environment's Python kernel, as Jupyter and nbconvert run it, and the
+summary says so.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ from __future__ import annotations
 import datetime
 import os
 import secrets
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._limits import param_text, tag_text
 from .._process import environment
 from ..config import Settings, load_settings
-from ..errors import CellopsUsageError
+from ..errors import KernelNotFoundError
 from ..steps.notebook import parse_step_line
 from ..store.client import connect_checked
 from ..store.notebook_info import NotebookInfo
@@ -31,6 +37,10 @@ from ..store.reaper import owner_tags, reap_dead_runs
 from ..store.session import ensure_experiment, experiment_name_for
 from .manifest import MANIFEST_ARTIFACT, build_manifest
 from .params import NotebookParameters, check_parameters, inspect_parameters
+
+REPRODUCTION_VAR = "CELLOPS_REPRODUCTION_OF"
+"""Set by `cellops reproduce` for the job's kernel to the run it reproduces: the registry then
+registers without aliases and runs the gate as a dry run (`registry/reproduction.py`)."""
 
 
 @dataclass
@@ -49,6 +59,7 @@ class JobRequest:
     progress: bool = True
     html: bool = True
     use_cache: bool = True
+    reproduction_of: str | None = None  # the job run `cellops reproduce` runs again
 
 
 @dataclass
@@ -60,6 +71,7 @@ class JobFailure:
     step: str | None = None
     ename: str = ""
     evalue: str = ""
+    started: bool = True  # False: the notebook never ran a cell (its kernel did not start)
 
     def describe(self) -> str:
         if self.cell_index is None:
@@ -91,6 +103,8 @@ class JobResult:
     html: Path | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     steps: dict[str, str] = field(default_factory=dict)  # step -> executed | cached | failed
+    kernel: KernelChoice | None = None
+    reproduction_of: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -109,6 +123,15 @@ class JobResult:
         return [name for name, state in self.steps.items() if state == "cached"]
 
 
+@dataclass(frozen=True)
+class KernelChoice:
+    """The kernel a job runs on, and the language papermill writes the parameters cell in."""
+
+    name: str
+    language: str
+    note: str = ""  # for the summary, when the notebook named no kernel
+
+
 def new_job_id(notebook: Path) -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"{notebook.stem}-{stamp}-{secrets.token_hex(2)}"
@@ -120,21 +143,52 @@ def prepare(request: JobRequest, spec: NotebookParameters | None = None) -> dict
     `spec` is the notebook's inspection when the caller already has it (a sweep's points)."""
     spec = spec or inspect_parameters(request.notebook, request.kernel_name)
     checked = check_parameters(spec, request.parameters, request.allow_unknown)
-    check_kernel(request.kernel_name)
+    choose_kernel(spec, request.kernel_name)
     return checked
 
 
-def check_kernel(kernel_name: str | None) -> None:
-    if kernel_name is None:
-        return
-    from jupyter_client.kernelspec import KernelSpecManager
+def choose_kernel(spec: NotebookParameters, requested: str | None = None) -> KernelChoice:
+    """`-k`, else the notebook's kernelspec, else this environment's Python kernel (what
+    Jupyter and nbconvert start for a notebook that names none); installed, or a usage error.
 
-    installed = sorted(KernelSpecManager().find_kernel_specs())
-    if kernel_name not in installed:
-        raise CellopsUsageError(
-            f"no kernel named {kernel_name!r} is installed; installed kernels: "
-            f"{', '.join(installed) or 'none'} (or leave out --kernel to use the notebook's own)"
+    Papermill also needs a language to write the parameters in: the notebook's, else the
+    kernel's, else Python."""
+    from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager, NoSuchKernel
+
+    name = requested or spec.kernel_name or NATIVE_KERNEL_NAME
+    manager = KernelSpecManager()
+    try:
+        kernelspec = manager.get_kernel_spec(name)
+    except NoSuchKernel:
+        raise KernelNotFoundError(_missing_kernel(name, requested, manager)) from None
+    language = spec.language or kernelspec.language or "python"
+    note = ""
+    if requested is None and spec.kernel_name is None:
+        note = f"no kernelspec in the notebook: ran with {name} ({_interpreter(kernelspec)})"
+    return KernelChoice(name, language, note)
+
+
+def _missing_kernel(name: str, requested: str | None, manager: Any) -> str:
+    installed = ", ".join(sorted(manager.find_kernel_specs())) or "none"
+    if requested:
+        return (
+            f"could not start the notebook: no kernel named {name!r} is installed; installed "
+            f"kernels: {installed} (or leave out --kernel to use the notebook's own)"
         )
+    return (
+        f"could not start the notebook: it asks for kernel {name!r}, which is not installed "
+        f"here; installed kernels: {installed}. Pass -k NAME to run it on one of them"
+    )
+
+
+def _interpreter(kernelspec: Any) -> str:
+    """Which Python a kernelspec starts: jupyter_client runs `python` as this interpreter."""
+    program = (kernelspec.argv or [""])[0]
+    major, minor = sys.version_info[:2]
+    ours = {"python", f"python{major}", f"python{major}.{minor}"}
+    if program in ours or program == sys.executable:
+        return "this environment"
+    return program
 
 
 def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
@@ -142,6 +196,7 @@ def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
     notebook = request.notebook.resolve()
     spec = inspect_parameters(request.notebook, request.kernel_name)
     parameters = prepare(request, spec)
+    kernel = choose_kernel(spec, request.kernel_name)
     settings = settings or load_settings(notebook.parent)
     cwd = (request.cwd or settings.root).resolve()
     job_id = request.job_id or new_job_id(notebook)
@@ -163,12 +218,12 @@ def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
             )
             failure = _execute(
                 request, notebook, output, parameters, cwd, job_id, number,
-                lambda: store.result()[0], settings.tracking_uri,
+                lambda: store.result()[0], settings.tracking_uri, kernel,
             )  # fmt: skip
             client, experiment_id = store.result()
             run_id = _finish_attempt(
                 client, experiment_id, request, notebook, output, settings,
-                job_id, number, parameters, manifest.result(), failure,
+                job_id, number, parameters, manifest.result(), failure, kernel,
             )  # fmt: skip
             attempts.append(
                 Attempt(
@@ -180,6 +235,7 @@ def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
                 break
             time.sleep(request.retry_delay)
         result = JobResult(job_id, notebook, parameters, attempts, output_dir)
+        result.kernel, result.reproduction_of = kernel, request.reproduction_of
         result.steps, result.metrics = _step_outcomes(client, result.run_id)
         if result.metrics:
             _log_metrics(client, result.run_id, result.metrics)
@@ -200,7 +256,7 @@ def _open_store(settings: Settings, notebook: Path) -> tuple[Any, str]:
 
 
 def _execute(
-    request, notebook, output, parameters, cwd, job_id, number, client, uri
+    request, notebook, output, parameters, cwd, job_id, number, client, uri, kernel
 ) -> JobFailure | None:  # fmt: skip
     """One attempt; the kernel writes to MLflow through `client()` (see `store_proxy`)."""
     import papermill
@@ -212,17 +268,21 @@ def _execute(
         "CELLOPS_JOB_ATTEMPT": str(number),
         "CELLOPS_PARENT_RUN_ID": request.parent_run_id or "",
         "CELLOPS_CACHE": "1" if request.use_cache else "0",
+        # a job started inside a reproduction is part of it: it inherits the variable
+        REPRODUCTION_VAR: request.reproduction_of or os.environ.get(REPRODUCTION_VAR, ""),
     }
     engine_kwargs = {}
     if request.cell_timeout:
         engine_kwargs["execution_timeout"] = request.cell_timeout
+    output.unlink(missing_ok=True)  # so a file left here cannot pass for this attempt's
     try:
         with serve(client, uri) as proxy, environment(**env, **proxy):
             papermill.execute_notebook(
                 str(notebook),
                 str(output),
                 parameters=parameters,
-                kernel_name=request.kernel_name,
+                kernel_name=kernel.name,
+                language=kernel.language,
                 progress_bar=request.progress,
                 cwd=str(cwd),
                 **engine_kwargs,
@@ -237,8 +297,30 @@ def _execute(
             exc.ename, exc.evalue,
         )  # fmt: skip
     except Exception as exc:  # the kernel died, timed out or did not start: transient
+        if not _any_cell_started(output):
+            return JobFailure(_start_failure(kernel, exc), True, started=False)
         return JobFailure(f"{type(exc).__name__}: {exc}", True)
     return None
+
+
+def _any_cell_started(output: Path) -> bool:
+    """Whether papermill began a cell: it saves the notebook before the kernel starts and
+    stamps each cell's `start_time` as it begins (at the end it marks every cell `completed`,
+    started or not, so the status does not tell)."""
+    import nbformat
+
+    try:
+        executed = nbformat.read(str(output), as_version=4)
+    except Exception:  # not written: papermill stopped before the kernel
+        return False
+    return any(
+        cell.get("metadata", {}).get("papermill", {}).get("start_time") for cell in executed.cells
+    )
+
+
+def _start_failure(kernel: KernelChoice, exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"could not start the notebook (kernel {kernel.name}): {text[:1000]}"
 
 
 def _find_session_run(client: Any, experiment_id: str, job_id: str, number: int) -> str | None:
@@ -253,7 +335,7 @@ def _find_session_run(client: Any, experiment_id: str, job_id: str, number: int)
 
 def _finish_attempt(
     client, experiment_id, request, notebook, output, settings, job_id, number,
-    parameters, manifest, failure,
+    parameters, manifest, failure, kernel,
 ) -> str:  # fmt: skip
     from mlflow.entities import Param, RunTag
 
@@ -267,13 +349,16 @@ def _finish_attempt(
         run = client.create_run(experiment_id, tags=tags, run_name=f"{notebook.stem} job {job_id}")
         run_id = run.info.run_id
     existing = client.get_run(run_id).data.params
-    params = [Param(k, str(v)[:6000]) for k, v in parameters.items() if k not in existing]
+    params = [Param(k, param_text(v)) for k, v in parameters.items() if k not in existing]
     tags = [
         RunTag("cellops.job.status", "succeeded" if failure is None else "failed"),
         RunTag("cellops.job.output", str(output)),
+        RunTag("cellops.job.kernel", kernel.name),
     ]
+    if request.reproduction_of:
+        tags.append(RunTag("cellops.reproduction_of", request.reproduction_of))
     if failure is not None:
-        tags.append(RunTag("cellops.job.error", failure.describe()[:5000]))
+        tags.append(RunTag("cellops.job.error", tag_text(failure.describe())))
         tags.append(RunTag("cellops.job.transient", str(failure.transient).lower()))
     client.log_batch(run_id, params=params, tags=tags)
     import json

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._limits import tag_text
 from ..config import load_settings
-from ..errors import CellopsUsageError
+from ..errors import CellopsUsageError, DuplicateParameterError
 from ..store.reaper import owner_tags
 from .executors import Outcome, get_executor
 from .params import inspect_parameters
@@ -142,5 +142,12 @@ def parse_grid(tokens: list[str]) -> dict[str, list[str]]:
             raise CellopsUsageError(
                 f"-p {' '.join(group)}: give a name and at least one value, e.g. -p depth 3 5"
             )
-        grid.setdefault(group[0], []).extend(group[1:])
+        name, values = group[0], group[1:]
+        if name in grid:
+            raise DuplicateParameterError(
+                f"parameter {name!r} is given twice: -p {name} {' '.join(grid[name])} and "
+                f"-p {name} {' '.join(values)}; give all its values in one -p: "
+                f"-p {name} {' '.join(grid[name] + values)}"
+            )
+        grid[name] = values
     return grid

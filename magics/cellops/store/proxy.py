@@ -9,6 +9,10 @@ An error travels back pickled; if the kernel cannot unpickle it, it becomes `Rem
 
 The calls are synchronous, so once the kernel's tracker queue is flushed every write it made is
 in the store: nothing is spooled, and a killed kernel loses only the call it was making.
+
+The socket's folder in the temp directory is named for its owner (pid and process start time):
+a `cellops run` killed with SIGKILL cannot remove it, so the next one removes the folders whose
+owner is gone (`remove_stale_folders`), and never a live owner's.
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 from ..errors import CellopsError
+from .reaper import process_start_time
 
 ADDRESS_VAR = "CELLOPS_STORE_PROXY"
 KEY_VAR = "CELLOPS_STORE_PROXY_KEY"
@@ -100,7 +108,8 @@ def serve(client: Callable[[], Any], uri: str) -> Iterator[dict[str, str]]:
     Yields the environment variables that point the kernel at it."""
     from multiprocessing.connection import Listener
 
-    folder = tempfile.mkdtemp(prefix="cellops-store-")  # 0700: only this user can connect
+    remove_stale_folders()
+    folder = tempfile.mkdtemp(prefix=_owner_prefix())  # 0700: only this user can connect
     address = os.path.join(folder, "store.sock")
     authkey = secrets.token_bytes(32)
     listener = Listener(address, family="AF_UNIX", authkey=authkey)
@@ -120,6 +129,76 @@ def serve(client: Callable[[], Any], uri: str) -> Iterator[dict[str, str]]:
         thread.join(timeout=5)
         listener.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+FOLDER_PREFIX = "cellops-store-"
+_OWNED = re.compile(rf"^{FOLDER_PREFIX}(\d+)-(\d+)-")  # cellops-store-PID-START-random
+LEGACY_GRACE = 60.0  # seconds: an unnamed folder without its socket yet may be just made
+
+
+def _owner_prefix(pid: int | None = None) -> str:
+    pid = pid or os.getpid()
+    return f"{FOLDER_PREFIX}{pid}-{process_start_time(pid) or 0}-"
+
+
+def remove_stale_folders(parent: str | None = None) -> list[str]:
+    """Remove this user's socket folders in `parent` (the temp directory) whose owner died;
+    return their paths. Folders of older cellops versions, named without an owner, go when
+    nothing listens on their socket."""
+    parent = parent or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(FOLDER_PREFIX):
+            continue
+        try:
+            mine = (
+                entry.is_dir(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+            )
+        except OSError:
+            continue
+        if mine and not _owner_alive(entry.name, entry.path):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _owner_alive(name: str, path: str) -> bool:
+    match = _OWNED.match(name)
+    if match is None:
+        return _legacy_alive(path)
+    pid, started = int(match[1]), match[2]
+    if not os.path.exists("/proc/self/stat"):  # no start times here: is the pid in use?
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    now = process_start_time(pid)  # None when gone, or a zombie
+    return now is not None and (started == "0" or now == started)
+
+
+def _legacy_alive(path: str) -> bool:
+    address = os.path.join(path, "store.sock")
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(address)
+        except ConnectionRefusedError:
+            return False  # the socket file stays; its listener is gone
+        except FileNotFoundError:
+            try:
+                return time.time() - os.stat(path).st_mtime < LEGACY_GRACE
+            except OSError:
+                return False
+        except OSError:
+            return True  # cannot tell: keep it
+    return True
 
 
 def _accept(listener: Any, client: Callable[[], Any], stopping: threading.Event) -> None:
