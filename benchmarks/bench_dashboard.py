@@ -101,15 +101,21 @@ def view_get(url: str) -> float:
 
 def measure(root: Path, preheat: bool, views: int, pause: float, browser) -> dict[str, list]:  # noqa: ANN001
     from cellops.config import load_settings
-    from cellops.dashboards.server import dashboard_url, free_port, start_server, wait_ready
+    from cellops.dashboards.server import (
+        dashboard_url,
+        free_port,
+        new_token,
+        start_server,
+        wait_ready,
+    )
 
-    port = free_port(0)
+    port, token = free_port(0), new_token()  # served as `cellops dashboard` serves it
     log = open(root / f"voila-{'preheat' if preheat else 'default'}.log", "w")  # noqa: SIM115
     process = start_server(
         load_settings(root), port, preheat=preheat, pool_size=1, notebook=NOTEBOOK,
-        stdout=log, stderr=subprocess.STDOUT,
+        token=token, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    url = dashboard_url(port, "bench")
+    url = dashboard_url(port, "bench", token)
     times: dict[str, list] = {"browser": [], "get": []}
     try:
         wait_ready(process, port)

@@ -9,9 +9,17 @@ failed before its result was written, and two job runs.
 from __future__ import annotations
 
 import os
+import queue
+import re
 import shutil
+import stat
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +30,16 @@ from mlflow.tracking import MlflowClient
 
 from cellops.config import load_settings
 from cellops.dashboards import data as dd
-from cellops.dashboards.server import dashboard_url, start_server, wait_ready
+from cellops.dashboards.server import (
+    browser_page,
+    dashboard_url,
+    free_port,
+    new_token,
+    start_server,
+    voila_command,
+    voila_environment,
+    wait_ready,
+)
 from cellops.monitoring.result import ColumnDrift, DriftResult
 from cellops.store import session as session_module
 
@@ -42,6 +59,17 @@ LATEST_SCORES = {"x0": 0.0012, "x1": 0.0034, "x2": 0.0216, "x3": 0.41, "x4": 0.7
 JOB_OK, JOB_FAILED = "retrain-20250101-120000-ab12", "retrain-20250102-120000-cd34"
 PAGE_VIEWS = 2  # page loads in this module: each takes one pre-heated kernel
 MARKER = 123.456789012  # a raw value of the checked data: must never reach a page
+
+
+@dataclass(frozen=True)
+class Served:
+    """The module's Voila: its port and the token its pages ask for."""
+
+    port: int
+    token: str
+
+    def url(self, model: str | None = None) -> str:
+        return dashboard_url(self.port, model, self.token)
 
 
 def _result(drifted: list[str], scores: dict[str, float] | None = None) -> DriftResult:
@@ -140,18 +168,17 @@ def dash_root(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path) -
 @pytest.fixture(scope="module")
 def voila(dash_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real Voila on 127.0.0.1 serving the dashboard with pre-heated kernels, as `cellops
-    dashboard` runs it; one kernel per page view of this module is heated at start."""
-    from cellops.dashboards.server import free_port
-
-    port = free_port(0)
+    dashboard` runs it (with a token); one kernel per page view of this module is heated at
+    start."""
+    port, token = free_port(0), new_token()
     log = open(tmp_path_factory.mktemp("voila") / "voila.log", "w")  # noqa: SIM115
     process = start_server(
         load_settings(dash_root), port, preheat=True, pool_size=PAGE_VIEWS,
-        notebook=REPO / "notebooks" / "drift_dashboard.ipynb", stdout=log,
+        notebook=REPO / "notebooks" / "drift_dashboard.ipynb", token=token, stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        yield process, port
+        yield process, Served(port, token)
     finally:
         process.terminate()
         try:
@@ -186,10 +213,10 @@ def export_run(dash_project: Path):
 
 
 @pytest.fixture(scope="module")
-def server(dash_project: Path, voila, export_run) -> int:
-    process, port = voila
-    wait_ready(process, port)
-    return port
+def server(dash_project: Path, voila, export_run) -> Served:
+    process, served = voila
+    wait_ready(process, served.port)
+    return served
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +241,8 @@ def page(browser, server):
     context.close()
 
 
-def _open(page, port: int, model: str | None) -> None:
-    page.goto(dashboard_url(port, model), wait_until="commit")
+def _open(page, server: Served, model: str | None) -> None:
+    page.goto(server.url(model), wait_until="commit")
     page.wait_for_selector(".cellops-dash", timeout=90_000)
     page.wait_for_selector(".cellops-model select", timeout=30_000)
 
@@ -224,10 +251,35 @@ def _selected_model(page) -> str:
     return page.eval_on_selector(".cellops-model select", "s => s.value")
 
 
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """A plain GET, redirects followed: (status, final URL, body)."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, response.url, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, url, error.read().decode(errors="replace")
+
+
+def _kernel_id(page) -> str:
+    """The kernel Voila gave this page (its page config names it)."""
+    found = re.search(r'"kernelId": "([0-9a-f-]{36})"', page.content())
+    assert found, "no kernelId in the page"
+    return found.group(1)
+
+
 def test_page_shows_the_recorded_history(page, server, tmp_path: Path) -> None:
     _open(page, server, "fraud")
     chart = page.wait_for_selector(".cellops-share-chart svg", timeout=30_000)
     assert _selected_model(page) == "fraud"
+    # the first page with ?token= left jupyter_server's login cookie for the widgets' websocket
+    cookies = [c["name"] for c in page.context.cookies() if c["domain"] == "127.0.0.1"]
+    assert f"username-127-0-0-1-{server.port}" in cookies
+    # this page's kernel runs, and answers only with the token
+    kernel = f"http://127.0.0.1:{server.port}/api/kernels/{_kernel_id(page)}"
+    assert _get(kernel)[0] == 403
+    assert _get(kernel, {"Authorization": "token nope"})[0] == 403
+    assert _get(f"{kernel}?token={server.token}")[0] == 200
     # the chart: one marker per check, at the recorded shares, labelled with them
     shares = page.get_attribute(".cellops-share-chart", "data-shares")
     assert shares == "0.0000,0.3333,0.5000"
@@ -289,6 +341,141 @@ def test_query_and_dropdown_choose_the_model(page, server) -> None:
     page.wait_for_selector(".cellops-share-chart svg", timeout=30_000)
     assert page.query_selector(".cellops-empty") is None
     assert page.outside == []
+
+
+@pytest.mark.slow
+def test_without_the_token_nothing_answers(server: Served) -> None:
+    base = f"http://127.0.0.1:{server.port}"
+    for url in (f"{base}/", dashboard_url(server.port, "fraud"),
+                dashboard_url(server.port, "fraud", "x" + server.token)):  # fmt: skip
+        status, final, body = _get(url)
+        assert status == 200 and final.startswith(f"{base}/login?next="), (url, final)
+        assert 'name="password"' in body  # the login page, asking for the token
+        assert "new_password" not in body  # and not offering to write a password into ~/.jupyter
+        assert "widget-view+json" not in body and "kernelId" not in body
+    kernel = f"{base}/api/kernels/{uuid.uuid4()}"
+    assert _get(kernel)[0] == 403
+    assert _get(f"{kernel}/channels")[0] == 403
+    assert _get(f"{kernel}?token=x{server.token}")[0] == 403
+    # the token is what opens it (404: a kernel of that id does not exist)
+    assert _get(f"{kernel}?token={server.token}")[0] == 404
+    assert _get(kernel, {"Authorization": f"token {server.token}"})[0] == 404
+
+
+def _line_starting(process: subprocess.Popen, prefix: str, timeout: float = 180) -> str:
+    """The first line of `process`'s stdout that starts with `prefix`."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen = []
+    while True:
+        line = lines.get(timeout=timeout)
+        if line is None:
+            raise AssertionError(f"no line starting {prefix!r} in {''.join(seen)!r}")
+        if line.startswith(prefix):
+            return line
+        seen.append(line)
+
+
+def _command_lines(pid: int) -> dict[int, str]:
+    """The command line of `pid` and of each of its descendants (Linux /proc), by process id."""
+    found = {}
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            cmdline = Path(f"/proc/{current}/cmdline").read_bytes()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        found[current] = cmdline.replace(b"\0", b" ").decode()
+        todo += [int(child) for child in children]
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("no_token", [False, True], ids=["token", "no-token"])
+def test_cli_serves_the_url_it_prints(dash_project: Path, tmp_path: Path, no_token: bool) -> None:
+    port = free_port(0)
+    args = [str(Path(sys.executable).with_name("cellops")), "dashboard", "--no-browser",
+            "--no-preheat", "--port", str(port), "--model", "fraud"]  # fmt: skip
+    if no_token:
+        args.append("--no-token")
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as err:
+        process = subprocess.Popen(
+            args, cwd=dash_project, stdout=subprocess.PIPE, stderr=err, text=True
+        )
+    try:
+        url = _line_starting(process, "drift dashboard: ").split()[2]
+        kernel = f"http://127.0.0.1:{port}/api/kernels/{uuid.uuid4()}"
+        if no_token:
+            assert url == f"http://127.0.0.1:{port}/?model=fraud"
+            assert "any user of this machine can open the dashboard" in errors.read_text()
+            assert _get(kernel)[0] == 404  # nothing asked for
+        else:
+            found = re.fullmatch(
+                rf"http://127\.0\.0\.1:{port}/\?token=([\w-]{{43}})&model=fraud", url
+            )
+            assert found, url
+            assert "without a token" not in errors.read_text()
+            assert _get(kernel)[0] == 403
+            login = _get(f"http://127.0.0.1:{port}/?model=fraud")[1]
+            assert login.startswith(f"http://127.0.0.1:{port}/login?next=")
+            assert _get(kernel, {"Authorization": f"token {found.group(1)}"})[0] == 404
+        status, _, body = _get(url)  # the printed URL opens the dashboard, run to its end
+        assert status == 200 and "widget-view+json" in body
+        commands = _command_lines(process.pid)
+        voila = [pid for pid, command in commands.items() if "-m voila" in command]
+        assert voila and any("ipykernel" in command for command in commands.values())
+        if not no_token:  # the token is on no command line that `ps` shows other users
+            assert all(found.group(1) not in c for c in commands.values()), commands
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    assert process.returncode == 0
+    assert not Path(f"/proc/{voila[0]}").exists()  # a TERM (as Ctrl-C) stops Voila too
+
+
+@pytest.mark.slow
+def test_token_url_environment_and_browser_page(dash_root: Path, monkeypatch) -> None:
+    assert dashboard_url(8866) == "http://127.0.0.1:8866/"
+    assert dashboard_url(8866, "fraud") == "http://127.0.0.1:8866/?model=fraud"
+    url = dashboard_url(8866, "a b&c", "T-_1")
+    assert url == "http://127.0.0.1:8866/?token=T-_1&model=a+b%26c"
+    assert dd.model_from_query(url.split("?", 1)[1]) == "a b&c"
+    token = new_token()
+    assert re.fullmatch(r"[\w-]{43}", token) and token != new_token()
+
+    # a token of the calling shell is never the dashboard's, nor leaks into it
+    monkeypatch.setenv("JUPYTER_TOKEN", "parent")
+    monkeypatch.setenv("JUPYTER_TOKEN_FILE", "/somewhere")
+    settings = load_settings(dash_root)
+    env = voila_environment(settings, "fraud", token)
+    assert env["JUPYTER_TOKEN"] == token and "JUPYTER_TOKEN_FILE" not in env
+    assert not {"JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE"} & set(voila_environment(settings))
+    notebook = REPO / "notebooks" / "drift_dashboard.ipynb"
+    command = voila_command(notebook, 8866)
+    assert "--token" in command and "--no-browser" in command
+    assert "--token" not in voila_command(notebook, 8866, auth=False)
+    with pytest.raises(ValueError, match="empty token"):
+        start_server(settings, 8866, notebook=notebook, token="")
+
+    page = browser_page(dashboard_url(8866, "fraud", token))
+    try:
+        assert stat.S_IMODE(page.stat().st_mode) == 0o600  # only its owner reads the token
+        text = page.read_text()
+        assert f"url=http://127.0.0.1:8866/?token={token}&amp;model=fraud" in text
+    finally:
+        page.unlink()
 
 
 def test_static_export(dash_project: Path, export_run) -> None:

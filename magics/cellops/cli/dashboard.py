@@ -16,6 +16,8 @@ from ..dashboards.server import (
     NOTEBOOK,
     dashboard_url,
     free_port,
+    new_token,
+    open_browser,
     start_server,
     wait_ready,
 )
@@ -27,6 +29,11 @@ from ._common import Command, relative
 @click.option("--model", metavar="NAME", help="The model shown first (also ?model=NAME).")
 @click.option("--port", type=int, default=None, help=f"Port on 127.0.0.1 (default {DEFAULT_PORT}).")
 @click.option("--no-browser", is_flag=True, help="Print the URL; do not open a browser.")
+@click.option(
+    "--no-token",
+    is_flag=True,
+    help="Serve without a token: any user of this machine can open the dashboard.",
+)
 @click.option(
     "--preheat/--no-preheat",
     default=True,
@@ -43,9 +50,12 @@ from ._common import Command, relative
     help=f"The dashboard notebook (default {NOTEBOOK}).",
 )  # fmt: skip
 def dashboard_command(
-    model, port, no_browser, preheat, pool_size, export, output, notebook
+    model, port, no_browser, no_token, preheat, pool_size, export, output, notebook
 ) -> None:  # fmt: skip
     """Serve the drift dashboard with Voila on 127.0.0.1, or export it to static HTML.
+
+    The server asks for a token, printed in its URL (as `jupyter lab` does): other users of
+    the machine can reach 127.0.0.1 too. The static export needs none.
 
     \b
     Examples:
@@ -67,17 +77,28 @@ def dashboard_command(
         raise CellopsUsageError(
             f"port {port} is in use on 127.0.0.1: choose another with --port, or leave it out"
         )
-    process = start_server(
-        settings, chosen, model, preheat, pool_size, notebook, browser=not no_browser
-    )
+    token = None if no_token else new_token()
+    process = start_server(settings, chosen, model, preheat, pool_size, notebook, token=token)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop Voila too, as on Ctrl-C
+    page = None
     try:
         wait_ready(process, chosen)
-        click.echo(f"drift dashboard: {dashboard_url(chosen, model)}  (Ctrl-C stops it)")
+        url = dashboard_url(chosen, model, token)
+        if no_token:
+            click.echo(
+                "warning: serving without a token (--no-token): any user of this machine can "
+                "open the dashboard (model names, metrics, drift) and run code in its kernels",
+                err=True,
+            )
+        click.echo(f"drift dashboard: {url}  (Ctrl-C stops it)")
+        if not no_browser:
+            page = open_browser(url)
         process.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        if page is not None:
+            page.unlink(missing_ok=True)
         if process.poll() is None:
             process.terminate()
             try:
