@@ -310,7 +310,7 @@ def test_a_failed_job_names_cell_step_and_error_and_resumes_at_the_failed_step(
     marker.write_text("")
     failed = cellops("run", "job.ipynb", "-p", "a", "3", "--retries", "1", "--retry-delay", "0",
                      "--no-progress")  # fmt: skip
-    assert failed.exit_code == 1, failed.output
+    assert failed.exit_code == 3, failed.output
     first = job_line(failed.stdout)
     assert first["state"] == "FAILED"
     executed = nbformat.read(
@@ -475,7 +475,7 @@ def test_a_sweep_runs_the_grid_on_dask_ranked_under_one_parent_run(
     result = cellops("sweep", "job.ipynb", "-p", "a", "1", "2", "-p", "b", "3", "4",
                      "-p", "fail_on", "8", "--workers", "2", "--rank-by", "score",
                      "--no-progress")  # fmt: skip
-    assert result.exit_code == 1, result.output  # one point failed; the others still ran
+    assert result.exit_code == 3, result.output  # one point failed; the others still ran
     lines = result.output.splitlines()
     header = lines.index(next(line for line in lines if line.startswith("rank")))
     columns = lines[header].split()
@@ -599,7 +599,7 @@ def test_retrain_stops_on_invalid_or_missing_data_with_a_readable_report(
     bad.to_csv(project / "data" / "bad.csv", index=False)
     result = cellops("run", "notebooks/retrain.ipynb", "-p", "data_path", "data/bad.csv",
                      "--no-progress")  # fmt: skip
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output
     assert "step 'validate': ValueError: data/bad.csv failed validation (5 problems)" in (
         result.output
     )
@@ -618,6 +618,6 @@ def test_retrain_stops_on_invalid_or_missing_data_with_a_readable_report(
 
     missing = cellops("run", "notebooks/retrain.ipynb", "-p", "data_path", "data/none.parquet",
                       "--no-progress")  # fmt: skip
-    assert missing.exit_code == 1
+    assert missing.exit_code == 3
     assert "FileNotFoundError: data_path 'data/none.parquet' is not a file" in missing.output
     assert "python notebooks/make_data.py" in missing.output

@@ -140,7 +140,7 @@ def test_a_kernel_that_cannot_start_is_reported_as_such_not_as_an_exception(
     (spec / "kernel.json").write_text(json.dumps(BROKEN_KERNEL))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     result = cellops("run", STEP_NOTEBOOK, "-k", "broken", "--no-progress")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output
     assert "could not start the notebook (kernel broken): Kernel died" in result.stdout
     assert "error in" not in result.stdout and "Traceback" not in result.output
     run = client.get_run(job_line(result.stdout)["run"])

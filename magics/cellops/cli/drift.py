@@ -17,30 +17,7 @@ from pathlib import Path
 import click
 
 from ..errors import CellopsUsageError
-from ._common import Command
-
-EXIT_DRIFT = 1
-EXIT_RETRAIN_FAILED = 1
-EXIT_ERROR = 3
-
-
-class DriftCommand(Command):
-    """Like `Command`, but a failure that is not the user's exits 3, since 1 means drift."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except click.ClickException as exc:
-            if type(exc) is click.ClickException:  # a CellopsError; UsageError stays 2
-                exc.exit_code = EXIT_ERROR
-            raise
-        except (click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
-            raise
-        except Exception:  # a bug: show it, but never as "drift"
-            import traceback
-
-            traceback.print_exc()
-            ctx.exit(EXIT_ERROR)
+from ._common import Command, ExitCode, exit_with
 
 
 def _columns(text: str | None) -> list[str] | None:
@@ -103,7 +80,7 @@ def _with(options: list) -> object:
     return decorate
 
 
-@click.command(name="drift", cls=DriftCommand)
+@click.command(name="drift", cls=Command)
 @click.argument("files", nargs=-1, type=_DATA, metavar="[REFERENCE CURRENT]")
 @click.option("--model", metavar="NAME", help="Compare with the profile stored with this model.")
 @click.option("--version", "version", metavar="V", help="The model version (default: @champion).")
@@ -152,7 +129,7 @@ def drift_command(
         click.echo(str(result))
         _report(result)
         if result.dataset_drift:
-            raise SystemExit(EXIT_DRIFT)
+            exit_with(ExitCode.NEGATIVE)
         return
     if files:
         raise CellopsUsageError(
@@ -184,7 +161,7 @@ def drift_command(
             f"(drift streak {check.record.streak})"
         )
     if check.result.dataset_drift:
-        raise SystemExit(EXIT_DRIFT)
+        exit_with(ExitCode.NEGATIVE)
 
 
 def _compare(  # noqa: ANN202
@@ -220,7 +197,7 @@ def _report(result: object) -> None:
         click.echo(f"Evidently report: {path}")
 
 
-@click.command(name="monitor", cls=DriftCommand)
+@click.command(name="monitor", cls=Command)
 @click.option("--model", required=True, metavar="NAME", help="The registered model to watch.")
 @click.option("--current", required=True, type=_DATA, metavar="PATH", help="The data to check.")
 @click.option(
@@ -292,5 +269,7 @@ def monitor_command(
         allow_unknown=allow_unknown,
     )
     outcome = monitor(request, echo=click.echo)
+    if outcome.retrained and not outcome.job.ok:
+        exit_with(ExitCode.FAILED)  # the retraining job failed
     if not outcome.ok:
-        raise SystemExit(EXIT_RETRAIN_FAILED)
+        exit_with(ExitCode.NEGATIVE)  # retrained, but the gate kept the champion

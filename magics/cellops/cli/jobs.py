@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import Command, table
+from ._common import Command, ExitCode, exit_with, table
 
 
 @click.command(cls=Command, name="inspect")
@@ -126,10 +126,10 @@ def run_command(
     if promotions.attempted or require_promotion:
         click.echo("\n".join(promotions.lines()))
     if not result.ok:
-        raise SystemExit(1)
+        exit_with(ExitCode.FAILED)
     if require_promotion and not promotions.promoted:
         click.echo("--require-promotion: no model was promoted", err=True)
-        raise SystemExit(1)
+        exit_with(ExitCode.NEGATIVE)
 
 
 @click.command(
@@ -180,7 +180,7 @@ def sweep_command(
         click.echo(note)
     click.echo(f"sweep run: {result.parent_run_id}")
     if any(row["status"] != "ok" for row in rows):
-        raise SystemExit(1)
+        exit_with(ExitCode.FAILED)
 
 
 def _cell(value: object) -> str:
@@ -212,7 +212,7 @@ def reproduce_command(run_id: str, allow_changes: bool, no_progress: bool) -> No
     ]
     click.echo(table(("metric", f"run {run_id[:8]}", "reproduced"), rows))
     if not outcome.result.ok:
-        raise SystemExit(1)
+        exit_with(ExitCode.FAILED)
 
 
 def _reproduction_lines(result, run_id: str) -> list[str]:  # noqa: ANN001 - a JobResult

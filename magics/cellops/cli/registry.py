@@ -10,10 +10,7 @@ from pathlib import Path
 
 import click
 
-from ._common import Command, table
-
-EXIT_REFUSED = 1
-EXIT_CONFLICT = 3
+from ._common import Command, ExitCode, exit_with, table
 
 
 def _store():  # noqa: ANN202
@@ -68,9 +65,9 @@ def promote_command(
     )  # fmt: skip
     click.echo(str(outcome))
     if outcome.decision == REFUSED:
-        raise SystemExit(EXIT_REFUSED)
+        exit_with(ExitCode.NEGATIVE)
     if outcome.decision == CONFLICT:
-        raise SystemExit(EXIT_CONFLICT)
+        exit_with(ExitCode.CONFLICT)
 
 
 @click.command(name="rollback", cls=Command)
