@@ -99,7 +99,8 @@ def _uses_server(item: pytest.Item) -> bool:
 # test is slow when it uses a store or a shell (MLflow's SQLite store) or marks itself.
 SLOW_MODULES = {
     "test_cell_output", "test_dashboard", "test_data_dvc", "test_drift_agreement",
-    "test_drift_monitor", "test_gallery", "test_jobs", "test_notebooks", "test_reaper_sessions",
+    "test_drift_monitor", "test_gallery", "test_jobs", "test_jobs_failures", "test_jobs_templates",
+    "test_notebooks", "test_reaper_sessions",
     "test_registry", "test_step_correctness",
 }  # fmt: skip
 SLOW_FIXTURES = {"ip", "store", "store_ip", "mlflow_server", "empty_mlflow_db"}

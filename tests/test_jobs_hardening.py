@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from cellops.store.reaper import process_start_time
 
-from .test_jobs import cellops, job_line, prepare, step_runs
+from .jobs_helpers import cellops, job_line, prepare, step_runs
 
 STEP_NOTEBOOK = "plain.ipynb"
 
