@@ -10,7 +10,9 @@ import pytest
 
 from cellops.errors import CellopsUsageError
 from cellops.registry.gate import (
+    MAX_DEPTH,
     MAX_LENGTH,
+    MAX_NESTING,
     Gate,
     GateSyntaxError,
     UnknownMetricError,
@@ -210,9 +212,57 @@ def test_names_are_looked_up_in_the_metrics_only() -> None:
 
 
 def test_limits_on_input() -> None:
-    with pytest.raises(GateSyntaxError, match="too long"):
+    with pytest.raises(GateSyntaxError, match="too long") as caught:
         parse_condition("f1 > " + "1" * MAX_LENGTH)
+    message = str(caught.value)
+    assert f"{MAX_LENGTH + 5} characters, the limit is {MAX_LENGTH}" in message
+    assert len(message) < 400 and "^" not in message  # the text is cut, no caret far away
     with pytest.raises(CellopsUsageError, match="must be a string"):
         parse_condition(0.9)  # type: ignore[arg-type]
-    deep = "(" * 50 + "f1 > 1" + ")" * 50
+    deep = "(" * MAX_NESTING + "f1 > 1" + ")" * MAX_NESTING
     assert parse_condition(deep).source() == "f1 > 1"
+
+
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("(" * 120 + "f1 >= 0.9" + ")" * 120, MAX_NESTING + 1),  # the report of issue 11
+        ("(" * (MAX_NESTING + 1) + "f1 >= 0.9" + ")" * (MAX_NESTING + 1), MAX_NESTING + 1),
+        ("-" * 900 + "f1 >= 1", MAX_NESTING + 1),  # signs recurse as parentheses do
+        ("-(" * 200 + "f1" + ")" * 200 + " > 1", MAX_NESTING + 1),
+        ("f1 > " + "(" * 300, MAX_NESTING + 6),  # unclosed: the limit is met first
+    ],
+)
+def test_nesting_deeper_than_the_limit_is_a_syntax_error_not_a_recursion_error(
+    text: str, column: int
+) -> None:
+    with pytest.raises(GateSyntaxError) as caught:
+        Gate([text])
+    assert caught.value.column == column
+    message = str(caught.value)
+    assert f"nested more than {MAX_NESTING} deep (the limit)" in message
+    assert f"at column {column}" in message
+    assert message.startswith("gate condition '")  # names the condition
+
+
+def test_long_chains_are_refused_before_printing_or_evaluating_them_could_recurse() -> None:
+    """`1+1+...` parses without recursion but prints and evaluates recursively: its depth is
+    bounded too, and every condition under the bounds is parsed, printed and evaluated."""
+    longest = "1+" * (MAX_DEPTH - 2) + "1 >= f1"  # MAX_DEPTH levels with the comparison
+    gate = Gate([longest, "f1 >= " + "2*" * (MAX_DEPTH - 2) + "0"])
+    assert [r.passed for r in gate.evaluate({"f1": 1.0}, None)] == [True, True]
+    assert parse_condition(gate.trees[0].source()) == gate.trees[0]
+    for text in ("1+" * MAX_DEPTH + "1 >= f1", "f1 >= " + "1*" * 490 + "1"):
+        assert len(text) <= MAX_LENGTH
+        with pytest.raises(GateSyntaxError, match=f"more than {MAX_DEPTH} operations deep"):
+            Gate([text])
+    # the widest conditions within MAX_LENGTH: flat 'and' chains and long names are fine
+    wide = " and ".join(["f1 > 0"] * 90)
+    assert Gate([wide]).evaluate({"f1": 1.0}, None)[0].passed is True
+    name = "m" * (MAX_LENGTH - 5)
+    assert Gate([f"{name} > 0"]).evaluate({name: 1.0}, None)[0].passed is True
+
+
+def test_a_syntax_error_in_pyproject_names_the_table() -> None:
+    with pytest.raises(GateSyntaxError, match=r"^\[tool.cellops.models.fraud\] in pyproject"):
+        parse_condition("(" * 40 + "f1 > 1" + ")" * 40, "[tool.cellops.models.fraud] in pyproject")

@@ -111,9 +111,9 @@ def test_register_logs_flavour_signature_pinned_requirements_and_links(registry,
     session_run = session_module.current_session().run.run_id
     assert version.run_id == session_run == registered.run_id
     assert json.loads(version.tags["cellops.metrics"]) == {"f1": 0.74, "auc": 0.77}
-    from cellops.cache.hashing import path_digest
+    from cellops.data.dvchash import dvc_md5
 
-    digest = path_digest(project / "data" / "train.csv")
+    digest = dvc_md5(project / "data" / "train.csv")  # DVC's hash, as `cellops lineage` shows
     assert json.loads(version.tags["cellops.data"]) == {"data/train.csv": digest}
     assert version.tags["cellops.flavor"] == "sklearn"
     assert version.tags["cellops.session_run"] == session_run
@@ -202,9 +202,9 @@ def test_register_in_a_step_links_the_step_run_and_the_data_it_read(registry, ip
     assert json.loads(outside.tags["cellops.metrics"]) == {"f1": 0.5, "score": 0.5}
     assert outside.tags.get("cellops.reference_profile") == "1"  # --reference features
     assert "cellops.reference_profile" not in inside.tags  # registered without reference=
-    from cellops.cache.hashing import path_digest
+    from cellops.data.dvchash import dvc_md5
 
-    expected = path_digest(project / "data" / "train.csv")
+    expected = dvc_md5(project / "data" / "train.csv")  # what the load step's run recorded
     assert json.loads(outside.tags["cellops.data"]) == {"data/train.csv": expected}
 
     from IPython.core.error import UsageError

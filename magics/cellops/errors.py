@@ -50,7 +50,7 @@ class KernelNotFoundError(CellopsUsageError):
     """The kernel a job asks for (`-k`, or the notebook's kernelspec) is not installed here."""
 
 
-class ModelFilesMissingError(CellopsUsageError):
+class ModelFilesMissingError(CellopsError):
     """A registered model version whose files are gone from the artifact store (for example
     `.cellops/artifacts` was deleted): the message names the version, the path, and how to
     get the files back (re-register the model, or restore the folder)."""

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 __all__ = [
     "code_digest",
     "file_digest",
-    "hash_bytes",
     "hash_strings",
     "is_library",
     "path_digest",
@@ -35,10 +34,6 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
-
-
-def hash_bytes(data: bytes) -> str:
-    return xxhash.xxh3_128_hexdigest(data)
 
 
 def hash_strings(*parts: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
+import json
 from pathlib import Path
 
 import click
@@ -112,33 +112,51 @@ def pull_command(remote: str | None, force: bool) -> None:
 
 @click.command(cls=Command, name="lineage")
 @click.argument("target")
-def lineage_command(target: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON, for tools.")
+def lineage_command(target: str, as_json: bool) -> None:
     """Which code, params and data produced TARGET, and which runs used it.
 
-    TARGET is a file or folder of the project, a run id, or models:/NAME/VERSION.
+    TARGET is a file or folder of the project, a run id, or a model version
+    (models:/NAME/VERSION or models:/NAME@ALIAS). A model's lineage answers an audit in one
+    place: its data files with DVC's hash, the steps that ran before it was registered with
+    their cell sources, every job parameter, who registered it, and every gate decision,
+    promotion and rollback since.
+
+    \b
+    Examples:
+      cellops lineage data/current.parquet
+      cellops lineage models:/fraud/4
+      cellops lineage models:/fraud@champion --json
     """
     from ..config import load_settings
-    from ..data.lineage import FileLineage, lineage
 
-    result = lineage(load_settings(), target)
+    if target.startswith("models:/"):
+        from ..registry.lineage import model_lineage
+        from ..registry.store import open_store
+
+        result = model_lineage(open_store(), target)
+    else:
+        from ..data.lineage import lineage
+
+        result = lineage(load_settings(), target)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        return
+    _echo(result)
+
+
+def _echo(result) -> None:
+    from ..data.lineage import FileLineage, RunLineage
+
     if isinstance(result, FileLineage):
         _echo_file(result)
-    else:
+    elif isinstance(result, RunLineage):
         _echo_run(result)
+    else:  # a model version: it says it all itself
+        click.echo(str(result))
 
 
-def _when(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _describe(run) -> str:  # noqa: ANN001 - a RunInfo
-    what = f"step '{run.name}'" if run.kind == "step" else f"{run.kind or 'run'} '{run.name}'"
-    state = f" ({run.state})" if run.state else ""
-    where = f" of {run.notebook}" if run.notebook else ""
-    return f"{what}{where}, run {run.run_id}{state}, {_when(run.started_ms)}"
-
-
-def _echo_origin(run, indent: str = "  ") -> None:  # noqa: ANN001
+def _echo_origin(run, indent: str = "  ") -> None:
     dirty = " with uncommitted changes" if run.dirty == "true" else ""
     click.echo(
         f"{indent}code:   git {run.commit[:12] or '?'}{dirty}; cell {run.code_digest[:12]} "
@@ -152,7 +170,7 @@ def _echo_origin(run, indent: str = "  ") -> None:  # noqa: ANN001
         click.echo(f"{indent}data:   {label} {md5}")
 
 
-def _echo_file(result) -> None:  # noqa: ANN001 - a FileLineage
+def _echo_file(result) -> None:
     click.echo(f"{result.label}  {result.md5 or '(missing)'}")
     if result.recorded is not None:
         match = (
@@ -166,20 +184,18 @@ def _echo_file(result) -> None:  # noqa: ANN001 - a FileLineage
     if not result.produced_by:
         click.echo("produced by: no recorded run wrote this version")
     for run in result.produced_by:
-        click.echo(f"produced by {_describe(run)}")
+        click.echo(f"produced by {run.describe()}")
         _echo_origin(run)
     if result.restored_by:
         runs = ", ".join(r.run_id for r in result.restored_by)
         click.echo(f"restored from the step cache by: {runs}")
     click.echo("used by:" + ("" if result.used_by else " no recorded run read this version"))
     for run in result.used_by:
-        click.echo(f"  {_describe(run)}")
+        click.echo(f"  {run.describe()}")
 
 
-def _echo_run(result) -> None:  # noqa: ANN001 - a RunLineage
-    if result.model:
-        click.echo(f"model {result.model}, produced by:")
-    click.echo(_describe(result.run))
+def _echo_run(result) -> None:
+    click.echo(result.run.describe())
     _echo_origin(result.run)
     for label, producers in result.inputs.items():
         names = ", ".join(f"'{p.name}' {p.run_id}" for p in producers) or "no recorded run"

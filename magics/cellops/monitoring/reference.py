@@ -169,21 +169,39 @@ def load_version_profile(store: RegistryStore, version: Any) -> ReferenceProfile
     if (version.tags or {}).get(TAG_PROFILE) != "1":
         raise missing
     location = _artifact_location(store, version)
+    uri = f"{location.rstrip('/')}/{PROFILE_FILE}"
     with tempfile.TemporaryDirectory(prefix="cellops-profile-") as folder:
         try:
             with environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
                 path = store.call(
                     lambda client: mlflow.artifacts.download_artifacts(
-                        artifact_uri=f"{location.rstrip('/')}/{PROFILE_FILE}",
-                        dst_path=folder,
-                        tracking_uri=store.uri,
+                        artifact_uri=uri, dst_path=folder, tracking_uri=store.uri
                     )
                 )
         except Exception as exc:
-            if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
-                raise missing from None
+            if _is_missing_file(exc):  # the tag says it was stored: its files are gone
+                raise _files_missing(version, uri) from None
             raise
         return ReferenceProfile.load(path)
+
+
+def _is_missing_file(exc: BaseException) -> bool:
+    from ..registry.scoring import is_missing_files
+
+    return is_missing_files(exc) or "no such artifact" in str(exc).lower()
+
+
+def _files_missing(version: Any, uri: str) -> Exception:
+    """The registry's named error for a version whose files are gone, for a drift check."""
+    import urllib.parse
+    import urllib.request
+
+    from ..registry.scoring import missing_files_error
+
+    where = uri
+    if uri.startswith("file:"):
+        where = urllib.request.url2pathname(urllib.parse.urlparse(uri).path)
+    return missing_files_error(version.name, str(version.version), where, reference=True)
 
 
 def model_reference(reference: Any, columns: list[str] | None) -> tuple[Any, list[str] | None]:

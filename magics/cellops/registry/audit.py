@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._limits import MAX_TAG, tag_text
 from .store import EVENTS_EXPERIMENT, TAG_LAST_GATE, RegistryStore
-
-MAX_TAG = 5000
 
 
 @dataclass
@@ -42,7 +41,7 @@ class Event:
             "cellops.model": self.model,
             "cellops.version": self.version,
             "cellops.decision": self.decision,
-            "cellops.reason": self.reason[:MAX_TAG],
+            "cellops.reason": tag_text(self.reason),
             "cellops.champion.before": self.champion_before or "",
             "cellops.champion.after": self.champion_after or "",
             "cellops.user": self.context.get("user", ""),
@@ -126,7 +125,7 @@ def record(store: RegistryStore, event: Event, version_tags: dict[str, str] | No
     store.call(complete)
     tags = dict(version_tags or {})
     if event.gate is not None:
-        tags[TAG_LAST_GATE] = json.dumps(event.summary())[:MAX_TAG]
+        tags[TAG_LAST_GATE] = tag_text(json.dumps(event.summary()))
 
     def write_tags(client: Any) -> None:
         for key, value in tags.items():

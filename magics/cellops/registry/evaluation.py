@@ -8,7 +8,15 @@ from typing import Any
 
 from ..errors import CellopsUsageError
 from .gate import ConditionResult, Gate, _fmt
-from .scoring import load_holdout, load_version, score_versions
+from .scoring import (
+    Holdout,
+    LoadedVersion,
+    Task,
+    load_holdout,
+    load_version,
+    score_versions,
+    task_of,
+)
 from .spec import ModelSettings, model_settings
 from .store import (
     CHALLENGER,
@@ -142,7 +150,22 @@ def gate_conditions(config: ModelSettings, gate: list[str] | None) -> Gate:
             '  gate = ["f1 >= 0.9", "recall >= champion.recall"]\n'
             "or pass conditions with --gate (gate=[...] in Python)"
         )
-    return Gate(conditions)
+    where = "" if gate else f"[tool.cellops.models.{config.name}] in pyproject.toml"
+    return Gate(conditions, where=where)
+
+
+def _common_task(loaded: list[LoadedVersion], data: Holdout) -> Task:
+    """The challenger's task; a champion of the other kind cannot be compared with it."""
+    task = task_of(loaded[0], data)
+    for other in loaded[1:]:
+        theirs = task_of(other, data)
+        if theirs.kind != task.kind:
+            raise CellopsUsageError(
+                f"{loaded[0].label} is {task.reason}, but the champion {other.label} is "
+                f"{theirs.reason}: they cannot be judged by one gate. Register the {task.noun} "
+                f"under another model name, or promote with --force --reason TEXT"
+            )
+    return task
 
 
 def evaluate_gate(
@@ -177,12 +200,13 @@ def evaluate_gate(
     if isinstance(source, str) and holdout is None:
         source = project_path(store.settings, source)  # paths in pyproject.toml: from the root
     data = load_holdout(source, label or config.label, name)
-    checked.check_names(data.available_metrics())
     wanted = [challenger] + ([champion] if champion is not None else [])
     loaded = [
         store.call(lambda client, v=v: load_version(client, store.uri, name, v)) for v in wanted
     ]
-    scored = score_versions(loaded, data, latency_samples or config.latency_samples)
+    task = _common_task(loaded, data)
+    checked.check_names(task.metrics, f"{loaded[0].label} is {task.reason}")
+    scored = score_versions(loaded, data, latency_samples or config.latency_samples, task)
     theirs = scored[1] if champion is not None else None
     return GateResult(
         model=name,

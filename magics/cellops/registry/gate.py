@@ -12,6 +12,11 @@ champion's metrics (`champion.recall`), numbers, `+ - * /`, the comparisons `< <
 The text is tokenized and parsed into a tree of the node classes below; evaluation walks that
 tree with a dictionary of numbers, so a condition can read metrics and nothing else. A syntax
 error names the column and draws a caret under it.
+
+Parsing and evaluation recurse, so a condition's size is bounded before any recursion can run
+out of stack: at most `MAX_LENGTH` characters, parentheses and signs nested at most
+`MAX_NESTING` deep, and a tree at most `MAX_DEPTH` operations deep (a gate in pyproject.toml is
+read by every promotion and retraining job: a `RecursionError` there would stop them all).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from ..errors import CellopsUsageError
 
 CHAMPION = "champion"
 MAX_LENGTH = 1000
+MAX_NESTING = 32  # parentheses and signs (`-(-(...))`) inside one another
+MAX_DEPTH = 100  # operations inside one another, `a + b + c ...` included
 
 COMPARISONS = {
     "<": operator.lt,
@@ -52,21 +59,34 @@ _TOKEN = re.compile(
 )
 
 
-class GateSyntaxError(CellopsUsageError):
-    """A condition that cannot be parsed; the message shows where."""
+_EXAMPLE = (
+    "a condition compares metrics and numbers, for example: "
+    "f1 >= 0.9 and recall >= champion.recall * 1.02"
+)
 
-    def __init__(self, text: str, column: int, problem: str):
+
+class GateSyntaxError(CellopsUsageError):
+    """A condition that cannot be parsed; the message shows where (`column`, or None when
+    the problem is the whole condition: its length or its depth)."""
+
+    def __init__(self, text: str, column: int | None, problem: str):
         self.text, self.column, self.problem = text, column, problem
+        if column is None:
+            super().__init__(f"gate condition {_shown(text)}: {problem}\n{_EXAMPLE}")
+            return
         pointer = " " * (column - 1) + "^"
         super().__init__(
             f"gate condition {text!r}: {problem} at column {column}\n    {text}\n    {pointer}\n"
-            "a condition compares metrics and numbers, for example: "
-            "f1 >= 0.9 and recall >= champion.recall * 1.02"
+            + _EXAMPLE
         )
 
 
+def _shown(text: str, width: int = 80) -> str:
+    return repr(text) if len(text) <= width else repr(text[:width]) + "..."
+
+
 class UnknownMetricError(CellopsUsageError):
-    def __init__(self, text: str, names: list[str], available: Iterable[str]):
+    def __init__(self, text: str, names: list[str], available: Iterable[str], note: str = ""):
         self.names = names
         self.available = sorted(available)
         listed = ", ".join(self.available)
@@ -79,6 +99,7 @@ class UnknownMetricError(CellopsUsageError):
         super().__init__(
             f"gate condition {text!r}: unknown metric {', '.join(map(repr, names))}{hint}; "
             f"available metrics: {listed} (and champion.<metric> for the champion's)"
+            + (f"; {note}" if note else "")
         )
 
 
@@ -191,6 +212,18 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.nesting = 0  # parentheses and signs open around the current token
+
+    def enter(self, token: Token) -> None:
+        """One level deeper (a '(' or a sign); refused past MAX_NESTING, before recursing."""
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            what = "parentheses" if token.text == "(" else "parentheses and signs"
+            raise self.fail(
+                f"{what} nested more than {MAX_NESTING} deep (the limit); write it flatter, "
+                "or split it into several conditions of the gate list",
+                token,
+            )
 
     @property
     def token(self) -> Token:
@@ -284,7 +317,9 @@ class _Parser:
     def unary(self) -> Expr | Condition:
         if self.token.kind == "op" and self.token.text in "+-":
             op = self.advance()
+            self.enter(op)
             operand = self._number(self.unary(), op)
+            self.nesting -= 1
             return Negate(operand) if op.text == "-" else operand
         return self.atom()
 
@@ -298,10 +333,12 @@ class _Parser:
             return self._metric(token)
         if token.kind == "op" and token.text == "(":
             self.advance()
+            self.enter(token)
             node = self.disjunction()
             if self.token.kind != "op" or self.token.text != ")":
                 raise self.fail(f"expected ')' to close the '(' of column {token.column}")
             self.advance()
+            self.nesting -= 1
             return node
         if token.kind == "end":
             raise self.fail("the condition ends too early: expected a number, metric or '('")
@@ -325,15 +362,54 @@ def _is_condition(node: object) -> bool:
     return isinstance(node, (Compare, Logic))
 
 
-def parse_condition(text: str) -> Condition:
-    """Parse one condition; raise GateSyntaxError (with the column) when it is malformed."""
+def parse_condition(text: str, where: str = "") -> Condition:
+    """Parse one condition; raise GateSyntaxError (with the column) when it is malformed.
+
+    `where` names the condition's origin in the message (a pyproject.toml table)."""
+    try:
+        return _parse(text)
+    except GateSyntaxError as exc:
+        if where:
+            exc.args = (f"{where}: {exc}",)
+        raise
+
+
+def _parse(text: str) -> Condition:
     if not isinstance(text, str):
         raise CellopsUsageError(f"a gate condition must be a string, got {text!r}")
     if len(text) > MAX_LENGTH:
-        raise GateSyntaxError(text[:60] + "...", MAX_LENGTH, "the condition is too long")
+        raise GateSyntaxError(
+            text,
+            None,
+            f"the condition is too long: {len(text)} characters, the limit is {MAX_LENGTH}; "
+            "split it into several conditions of the gate list (all of them must hold)",
+        )
     if not text.strip():
         raise GateSyntaxError(text, 1, "the condition is empty")
-    return _Parser(text).parse()
+    tree = _Parser(text).parse()
+    if _depth(tree) > MAX_DEPTH:
+        raise GateSyntaxError(
+            text,
+            None,
+            f"the condition is more than {MAX_DEPTH} operations deep (the limit); split it "
+            "into several conditions of the gate list",
+        )
+    return tree
+
+
+def _depth(tree: Condition) -> int:
+    """How deep the tree is, walked without recursion (printing and evaluating it recurse)."""
+    deepest, pending = 0, [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, Logic):
+            pending += [(child, depth + 1) for child in node.operands]
+        elif isinstance(node, (Arithmetic, Compare)):
+            pending += [(node.left, depth + 1), (node.right, depth + 1)]
+        elif isinstance(node, Negate):
+            pending.append((node.operand, depth + 1))
+    return deepest
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -403,9 +479,9 @@ class ConditionResult:
 class Gate:
     """A list of parsed conditions; all must hold."""
 
-    def __init__(self, conditions: Iterable[str]):
+    def __init__(self, conditions: Iterable[str], where: str = ""):
         self.texts = [str(c) for c in conditions]
-        self.trees = [parse_condition(text) for text in self.texts]
+        self.trees = [parse_condition(text, where) for text in self.texts]
 
     def __len__(self) -> int:
         return len(self.trees)
@@ -416,13 +492,14 @@ class Gate:
     def needs_champion(self, index: int) -> bool:
         return any(m.champion for m in metric_names(self.trees[index]))
 
-    def check_names(self, available: Iterable[str]) -> None:
-        """Raise UnknownMetricError for a name that is not among `available`."""
+    def check_names(self, available: Iterable[str], note: str = "") -> None:
+        """Raise UnknownMetricError for a name that is not among `available` (`note`: why
+        these are the metrics, added to the message)."""
         known = set(available)
         for text, tree in zip(self.texts, self.trees, strict=True):
             unknown = sorted({m.source() for m in metric_names(tree) if m.name not in known})
             if unknown:
-                raise UnknownMetricError(text, unknown, known)
+                raise UnknownMetricError(text, unknown, known, note)
 
     def evaluate(
         self, challenger: Mapping[str, float], champion: Mapping[str, float] | None

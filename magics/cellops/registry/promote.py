@@ -18,9 +18,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .._limits import tag_text
 from ..errors import CellopsError, CellopsUsageError
 from . import audit
 from .evaluation import GateResult, evaluate_gate, gate_conditions, resolve_version
+from .reproduction import reproduced_version, reproduction_of
 from .spec import model_settings
 from .store import (
     CHAMPION,
@@ -118,7 +120,9 @@ def prepare_promotion(
     context = job_context()
     require_model(store, name)
     gate_conditions(model_settings(store.settings, name), gate)  # a mistake shows at once
-    challenger = resolve_version(store, name, version)
+    # a reproduction judges the version it registered, which has no @challenger
+    reproduced = reproduced_version(store, name) if version is None else None
+    challenger = reproduced or resolve_version(store, name, version)
     observed = store.call(lambda client: alias_version(client, name, CHAMPION))
     if challenger == observed:
         why = f"v{challenger} is already the champion"
@@ -148,8 +152,12 @@ def _failed_reason(result: GateResult) -> str:
 
 
 def commit_promotion(plan: PromotionPlan, store: RegistryStore | None = None) -> PromotionOutcome:
-    """Apply `plan`: move `@champion` if the champion is still the one observed, and record."""
+    """Apply `plan`: move `@champion` if the champion is still the one observed, and record.
+
+    In a reproduction (`cellops reproduce`) nothing moves: the plan is recorded as a dry run."""
     store = store or open_store()
+    if reproduction_of():
+        return _dry_run(store, plan)
     if plan.decision not in (PROMOTED, FORCED):
         champion = plan.observed_champion
         outcome = PromotionOutcome(
@@ -181,7 +189,7 @@ def commit_promotion(plan: PromotionPlan, store: RegistryStore | None = None) ->
                 "job": plan.context.get("job", ""), "replaced": plan.observed_champion,
                 "reason": plan.reason}  # fmt: skip
         outcome.event_run = _record(
-            store, "promote", outcome, plan.context, {TAG_PROMOTION: json.dumps(gist)[:5000]}
+            store, "promote", outcome, plan.context, {TAG_PROMOTION: tag_text(json.dumps(gist))}
         )
         return outcome
 
@@ -229,15 +237,20 @@ def promote(
         name, version, gate=gate, holdout=holdout, label=label, force=force, reason=reason,
         latency_samples=latency_samples, store=store,
     )  # fmt: skip
-    if dry_run:
-        would = plan.decision if plan.decision == UNCHANGED else f"would be {plan.decision}"
-        champion = plan.observed_champion
-        outcome = PromotionOutcome(
-            name, plan.version, would, champion, champion, plan.reason, plan.gate
-        )
-        outcome.event_run = _record(store, "gate", outcome, plan.context)
-        return outcome
+    if dry_run or reproduction_of():
+        return _dry_run(store, plan)
     return commit_promotion(plan, store)
+
+
+def _dry_run(store: RegistryStore, plan: PromotionPlan) -> PromotionOutcome:
+    """The gate's verdict recorded as what it would do; no alias moves."""
+    would = plan.decision if plan.decision == UNCHANGED else f"would be {plan.decision}"
+    champion = plan.observed_champion
+    outcome = PromotionOutcome(
+        plan.name, plan.version, would, champion, champion, plan.reason, plan.gate
+    )
+    outcome.event_run = _record(store, "gate", outcome, plan.context)
+    return outcome
 
 
 def rollback(
@@ -245,6 +258,10 @@ def rollback(
 ) -> PromotionOutcome:
     """Put back the champion that the current one replaced."""
     store = store or open_store()
+    if reproduction_of():
+        raise CellopsUsageError(
+            f"a reproduction (cellops reproduce) never moves aliases: {name} was not rolled back"
+        )
     context = job_context()
     require_model(store, name)
     current = store.call(lambda client: alias_version(client, name, CHAMPION))

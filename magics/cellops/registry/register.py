@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._limits import tag_text
-from .._process import environment
 from ..errors import CellopsUsageError
 from ..steps.recording import as_metric
+from .reproduction import REPRODUCTION_TAG, reproduction_of
 from .requirements import model_requirements
 from .store import (
     CHALLENGER,
@@ -68,9 +68,13 @@ class RegisteredVersion:
         return f"models:/{self.name}/{self.version}"
 
     def __str__(self) -> str:
+        reproducing = self.tags.get(REPRODUCTION_TAG)
+        role = f"the {CHALLENGER}"
+        if reproducing:
+            role = f"a reproduction of run {reproducing} (no alias)"
         return (
-            f"registered {self.name} version {self.version} ({self.flavor}) as the "
-            f"{CHALLENGER}, from run {self.run_id} in {self.seconds:.2f} s"
+            f"registered {self.name} version {self.version} ({self.flavor}) as {role}, "
+            f"from run {self.run_id} in {self.seconds:.2f} s"
         )
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython shows the sentence
@@ -110,6 +114,9 @@ def register_model(
     version_tags = _version_tags(store, run, flavor, numbers, data, tags)
     for attachment in attachments:
         version_tags[attachment.tag] = "1"
+    reproducing = reproduction_of()  # `cellops reproduce`: a version nothing treats as a challenger
+    if reproducing:
+        version_tags[REPRODUCTION_TAG] = reproducing
 
     def create(client: Any) -> Any:
         return client.create_logged_model(
@@ -143,7 +150,8 @@ def register_model(
         link = {"mlflow.modelVersions": json.dumps([{"name": name, "version": version.version}])}
 
         def label(client: Any) -> None:
-            client.set_registered_model_alias(name, CHALLENGER, version.version)
+            if not reproducing:
+                client.set_registered_model_alias(name, CHALLENGER, version.version)
             client.set_logged_model_tags(logged.model_id, link)
 
         store.call(label)
@@ -348,16 +356,17 @@ def _version_tags(store, run, flavor, metrics, data, extra) -> dict[str, str]:  
 
 
 def _data_versions(store: RegistryStore, run: dict[str, str], data: list[str] | None) -> dict:
-    """Data files and their content hashes: those given, and those the session's steps read
-    (`--files-in`), from each step's latest run."""
-    from ..cache.hashing import path_digest
+    """Data files and their DVC hashes (what `dvc` and `cellops lineage FILE` show): those
+    given, and those the session's steps read (`--files-in`), from each step's latest run."""
+    from .._paths import project_label
+    from ..data.dvchash import dvc_md5
 
     versions: dict[str, str] = {}
     for raw in data or []:
         path = Path(raw)
         if not path.exists():
             raise CellopsUsageError(f"register_model: data file {raw!r} does not exist")
-        versions[raw] = path_digest(path)
+        versions[project_label(path.resolve(), store.settings.root.resolve())] = dvc_md5(path)
 
     def read(client: Any) -> dict[str, str]:
         steps = client.search_runs(
@@ -370,19 +379,13 @@ def _data_versions(store: RegistryStore, run: dict[str, str], data: list[str] | 
         for step in steps:
             latest.setdefault(step.data.tags.get("cellops.step", step.info.run_name), step)
         found: dict[str, str] = {}
-        with tempfile.TemporaryDirectory(prefix="cellops-steps-") as folder:
-            for step in latest.values():
-                if step.info.run_id == run["run_id"]:
-                    continue  # still running: its record is written when the cell ends
-                try:
-                    with environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
-                        path = client.download_artifacts(
-                            step.info.run_id, "cellops/step.json", folder
-                        )
-                    files = json.loads(Path(path).read_text()).get("files_in") or {}
-                except Exception:  # a step of an older cellops, or its artifacts are gone
-                    continue
-                found.update(files)
+        for step in latest.values():
+            if step.info.run_id == run["run_id"]:
+                continue  # still running: its files are recorded when the cell ends
+            try:  # the DVC hashes the data stage recorded on the step's run
+                found.update(json.loads(step.data.tags.get("cellops.files_in") or "{}"))
+            except ValueError:  # a tag cut at MLflow's length limit
+                continue
         return found
 
     return {**store.call(read), **versions}

@@ -6,6 +6,10 @@ recall, accuracy and auc (f1/precision/recall of the positive class when there a
 classes, macro-averaged otherwise), for a regressor rmse, mae and r2. Latency is measured here
 too: single-row `predict` calls on the same sampled holdout rows, the two models alternating,
 reported as latency_p50_ms and latency_p95_ms.
+
+Whether a version is a classifier or a regressor is read from the model (`task_of`), not
+guessed from the labels: a regression target of whole numbers (scikit-learn's diabetes) looks
+like a multiclass one to `type_of_target`.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from .._process import environment
-from ..errors import CellopsUsageError
+from ..errors import CellopsUsageError, ModelFilesMissingError
 
 CLASSIFIER_METRICS = ("f1", "precision", "recall", "accuracy", "auc")
 REGRESSOR_METRICS = ("rmse", "mae", "r2")
 LATENCY_METRICS = ("latency_p50_ms", "latency_p95_ms")
-ALL_METRICS = (*CLASSIFIER_METRICS, *REGRESSOR_METRICS, *LATENCY_METRICS)
 WARMUP_CALLS = 3
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
 
 
 @dataclass
@@ -41,14 +46,78 @@ class Holdout:
         return len(self.labels)
 
     @property
-    def is_classification(self) -> bool:
+    def label_kind(self) -> str:
+        """What the labels look like (`type_of_target`): binary, multiclass, continuous..."""
         from sklearn.utils.multiclass import type_of_target
 
-        return type_of_target(self.labels) in ("binary", "multiclass")
+        try:
+            return str(type_of_target(self.labels))
+        except ValueError:  # e.g. a column of objects sklearn cannot classify
+            return "unknown"
 
-    def available_metrics(self) -> tuple[str, ...]:
-        task = CLASSIFIER_METRICS if self.is_classification else REGRESSOR_METRICS
-        return (*task, *LATENCY_METRICS)
+
+@dataclass(frozen=True)
+class Task:
+    """What a version is scored as, and why (for the messages)."""
+
+    kind: str  # classification | regression
+    reason: str  # e.g. "a scikit-learn regressor (LinearRegression)"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        quality = CLASSIFIER_METRICS if self.kind == CLASSIFICATION else REGRESSOR_METRICS
+        return (*quality, *LATENCY_METRICS)
+
+    @property
+    def noun(self) -> str:
+        return _noun(self.kind)
+
+
+def task_of(loaded: LoadedVersion, holdout: Holdout) -> Task:
+    """Classifier or regressor, from the model: scikit-learn's own answer
+    (`is_classifier`/`is_regressor`), else the type of its signature's output (floats: a
+    regressor; integers, booleans, strings: a classifier), and only when neither tells, the
+    holdout's labels."""
+    from sklearn.base import is_classifier, is_regressor
+
+    model = loaded.model
+    name = type(model).__name__
+    if loaded.flavor == "sklearn" and is_classifier(model):
+        return Task(CLASSIFICATION, f"a scikit-learn classifier ({name})")
+    if loaded.flavor == "sklearn" and is_regressor(model):
+        return Task(REGRESSION, f"a scikit-learn regressor ({name})")
+    if loaded.output_kind is not None:
+        kind = REGRESSION if loaded.output_kind == "f" else CLASSIFICATION
+        what = "numbers with decimals" if kind == REGRESSION else "labels"
+        return Task(kind, f"scored as a {_noun(kind)}: its signature's output is {what}")
+    kind = CLASSIFICATION if holdout.label_kind in ("binary", "multiclass") else REGRESSION
+    return Task(kind, f"scored as a {_noun(kind)}: the holdout's labels are {holdout.label_kind}")
+
+
+def _noun(kind: str) -> str:
+    return "classifier" if kind == CLASSIFICATION else "regressor"
+
+
+def _output_kind(signature: Any) -> str | None:
+    """The kind of the signature's outputs: "f" when all are floats, "c" when all are
+    integers, booleans or strings (class labels), None when there is none or it does not tell."""
+    import numpy as np
+
+    if signature is None or signature.outputs is None:
+        return None
+    kinds = set()
+    try:
+        types = signature.outputs.input_types()
+    except Exception:  # an output type this MLflow cannot list (objects, arrays)
+        return None
+    for found in types:
+        if isinstance(found, np.dtype):
+            kinds.add("f" if found.kind == "f" else "c" if found.kind in "iubUSO" else "?")
+        else:
+            name = getattr(found, "name", "")
+            floats, labels = ("double", "float"), ("long", "integer", "boolean", "string")
+            kinds.add("f" if name in floats else "c" if name in labels else "?")
+    return kinds.pop() if len(kinds) == 1 and kinds != {"?"} else None
 
 
 def load_holdout(source: Any, label: str | None, where: str = "") -> Holdout:
@@ -114,6 +183,7 @@ class LoadedVersion:
     model: Any  # scikit-learn estimator, or a pyfunc model
     flavor: str
     columns: list[str] | None  # the signature's input columns
+    output_kind: str | None = None  # the signature's output: "f" floats, "c" labels
 
     @property
     def label(self) -> str:
@@ -129,34 +199,74 @@ def load_version(client: Any, tracking_uri: str, name: str, version: str) -> Loa
     import urllib.parse
     import urllib.request
 
-    from mlflow.models import Model
-
     source = client.get_model_version_download_uri(name, version)
     with contextlib.ExitStack() as stack:
         if source.startswith("file:"):
             local = urllib.request.url2pathname(urllib.parse.urlparse(source).path)
+            if not (Path(local) / "MLmodel").is_file():
+                raise missing_files_error(name, version, local)
         else:
             import mlflow.artifacts
 
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="cellops-gate-"))
-            with environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
-                local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=source, dst_path=folder, tracking_uri=tracking_uri
-                )
-        info = Model.load(local)
-        columns = None
-        if info.signature is not None and info.signature.inputs.has_input_names():
-            columns = list(info.signature.inputs.input_names())
-        with environment(MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true"):
-            if "sklearn" in info.flavors:
-                import mlflow.sklearn
+            try:
+                with environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+                    local = mlflow.artifacts.download_artifacts(
+                        artifact_uri=source, dst_path=folder, tracking_uri=tracking_uri
+                    )
+            except Exception as exc:
+                if not is_missing_files(exc):
+                    raise
+                raise missing_files_error(name, version, source) from None
+            if not (Path(local) / "MLmodel").is_file():
+                raise missing_files_error(name, version, source)
+        try:
+            return _load_local(name, version, local)
+        except FileNotFoundError as exc:  # MLmodel is there, the pickle (or more) is not
+            gone = exc.filename or local
+            raise missing_files_error(name, version, str(gone)) from None
 
-                model, flavor = mlflow.sklearn.load_model(local), "sklearn"
-            else:
-                import mlflow.pyfunc
 
-                model, flavor = mlflow.pyfunc.load_model(local), "pyfunc"
-    return LoadedVersion(name, version, model, flavor, columns)
+def _load_local(name: str, version: str, local: str) -> LoadedVersion:
+    from mlflow.models import Model
+
+    info = Model.load(local)
+    columns = None
+    if info.signature is not None and info.signature.inputs.has_input_names():
+        columns = list(info.signature.inputs.input_names())
+    output_kind = _output_kind(info.signature)
+    with environment(MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true"):
+        if "sklearn" in info.flavors:
+            import mlflow.sklearn
+
+            model, flavor = mlflow.sklearn.load_model(local), "sklearn"
+        else:
+            import mlflow.pyfunc
+
+            model, flavor = mlflow.pyfunc.load_model(local), "pyfunc"
+    return LoadedVersion(name, version, model, flavor, columns, output_kind)
+
+
+def is_missing_files(exc: BaseException) -> bool:
+    """True for the errors MLflow raises when a version's artifact files are not there."""
+    text = str(exc).lower()
+    words = ("not found", "no such file", "does not exist", "could not find")
+    return isinstance(exc, FileNotFoundError) or any(word in text for word in words)
+
+
+def missing_files_error(
+    name: str, version: str, location: str, reference: bool = False
+) -> ModelFilesMissingError:
+    """The named error for a version whose files are gone, with the two ways back
+    (`reference`: the drift check needs the version's reference profile too)."""
+    again = f"cellops.register_model(model, {name!r}, X_sample"
+    again += ", reference=training_frame)" if reference else ")"
+    return ModelFilesMissingError(
+        f"the files of model {name} version {version} are missing: {location} does not exist "
+        "in the artifact store (was .cellops/artifacts deleted or moved?). Restore the "
+        "project's .cellops/artifacts folder (or the artifact store) from a backup, or "
+        f"register the model again with {again} and promote the new version"
+    )
 
 
 def features_for(loaded: LoadedVersion, holdout: Holdout) -> Any:
@@ -174,7 +284,25 @@ def features_for(loaded: LoadedVersion, holdout: Holdout) -> Any:
     return holdout.features[loaded.columns]
 
 
-def quality(loaded: LoadedVersion, X: Any, holdout: Holdout) -> dict[str, float]:  # noqa: N803
+def check_labels(task: Task, holdout: Holdout, who: str) -> None:
+    """Labels the task's metrics can read, or a usage error naming the mismatch (`who`: the
+    version the task was read from)."""
+    import numpy as np
+
+    kind = holdout.label_kind
+    if task.kind == REGRESSION and not np.issubdtype(np.asarray(holdout.labels).dtype, np.number):
+        raise CellopsUsageError(
+            f"{who} is {task.reason}, but the labels of the holdout {holdout.source} are not "
+            "numbers: pass the column it predicts with --label COLUMN"
+        )
+    if task.kind == CLASSIFICATION and kind not in ("binary", "multiclass"):
+        raise CellopsUsageError(
+            f"{who} is {task.reason}, but the labels of the holdout {holdout.source} are "
+            f"{kind}, not classes: pass the column it predicts with --label COLUMN"
+        )
+
+
+def quality(loaded: LoadedVersion, X: Any, holdout: Holdout, task: Task) -> dict[str, float]:
     import numpy as np
     from sklearn import metrics as m
 
@@ -182,7 +310,7 @@ def quality(loaded: LoadedVersion, X: Any, holdout: Holdout) -> dict[str, float]
     predicted = np.asarray(loaded.model.predict(X))
     if predicted.ndim > 1 and predicted.shape[1] == 1:
         predicted = predicted[:, 0]
-    if not holdout.is_classification:
+    if task.kind == REGRESSION:
         return {
             "rmse": float(math.sqrt(m.mean_squared_error(y, predicted))),
             "mae": float(m.mean_absolute_error(y, predicted)),
@@ -273,10 +401,13 @@ def _latency(models: list[tuple[LoadedVersion, Any]], samples: int, seed: int) -
 
 
 def score_versions(
-    versions: list[LoadedVersion], holdout: Holdout, latency_samples: int
+    versions: list[LoadedVersion], holdout: Holdout, latency_samples: int, task: Task | None = None
 ) -> list[dict[str, float]]:
-    """Each version's metrics on `holdout`, latency included."""
+    """Each version's metrics on `holdout` as a `task` (default: the first version's),
+    latency included."""
+    task = task or task_of(versions[0], holdout)
     inputs = [features_for(v, holdout) for v in versions]  # every mismatch before any work
-    results = [quality(v, X, holdout) for v, X in zip(versions, inputs, strict=True)]
+    check_labels(task, holdout, versions[0].label)
+    results = [quality(v, X, holdout, task) for v, X in zip(versions, inputs, strict=True)]
     timed = latency(list(zip(versions, inputs, strict=True)), latency_samples)
     return [{**r, **t} for r, t in zip(results, timed, strict=True)]

@@ -73,10 +73,6 @@ class RegistryStore:
     def uri(self) -> str:
         return self.settings.tracking_uri
 
-    @property
-    def is_local(self) -> bool:
-        return self.uri.startswith(("sqlite:", "file:", "/"))
-
     def call(self, job: Callable[[Any], T]) -> T:
         """Run `job(client)`: on the tracker's thread when there is a session, else here."""
         if self._tracker is not None:
