@@ -23,8 +23,10 @@ def steps(notebook: Path | None) -> None:
     from ..steps.report import file_statuses
     from ..steps.state import notebook_labels
     from ..steps.status import format_table
+    from ..store.embedded import check_store
 
     settings = load_settings(notebook.resolve().parent if notebook else None)
+    check_store(settings.tracking_uri)  # a damaged store is said, not listed from
     if notebook is not None:
         if not notebook.is_file():
             raise click.UsageError(f"{notebook} does not exist; give the path of a .ipynb file")
@@ -52,5 +54,8 @@ def store() -> None:
     """Where this project's runs, artifacts and cache are, and how to open them."""
     from ..config import load_settings
     from ..steps.report import store_summary
+    from ..store.embedded import check_store
 
-    click.echo(store_summary(load_settings()))
+    settings = load_settings()
+    check_store(settings.tracking_uri)
+    click.echo(store_summary(settings))

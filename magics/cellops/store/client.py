@@ -1,11 +1,14 @@
-"""The MLflow client on the project's store: opened with its schema in place, checked with a
-clear error when unreachable, retried while SQLite is locked, and batched writes from plain
-tuples (which the job's store proxy relays without importing MLflow in the kernel)."""
+"""The MLflow client on the project's store: opened with its schema in place (the project's own
+store checked and its locations repaired first, see `embedded`), failures reported by their real
+cause (`store_error`), retried while SQLite is locked, and batched writes from plain tuples
+(which the job's store proxy relays without importing MLflow in the kernel)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -13,7 +16,8 @@ from typing import Any, TypeVar
 
 from .._process import file_lock
 from ..config import Settings
-from ..errors import StoreUnreachableError
+from ..errors import CellopsError, StoreFullError, StoreUnreachableError
+from . import embedded
 
 T = TypeVar("T")
 
@@ -34,9 +38,89 @@ def retry_when_locked(call: Callable[[], T]) -> T:
             raise
 
 
-def short_reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+def short_reason(exc: BaseException | str) -> str:
+    """The real cause of `exc` in one line: the database's own words ("database or disk is
+    full"), not SQLAlchemy's note ("(raised as a result of Query-invoked autoflush ...") nor
+    MLflow's wrapper. The cause is the innermost driver error of the exception chain or, for
+    an error relayed by the job's store proxy (which loses the chain), the one named in the
+    text SQLAlchemy formats ("(sqlite3.OperationalError) database or disk is full")."""
+    if not isinstance(exc, BaseException):
+        return _first_line(str(exc)) or "unknown reason"
+    chain = _chain(exc)
+    for cause in reversed(chain):
+        if type(cause).__module__ == "sqlite3":
+            return _first_line(str(cause)) or type(cause).__name__
+    for cause in reversed(chain):
+        found = _DRIVER_ERROR.search(str(cause))
+        if found:
+            return found.group(1).strip()[:300]
+    return _first_line(str(chain[-1])) or type(chain[-1]).__name__
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    lines = [line for line in lines if not _NOTE.match(line)] or lines
+    return lines[0][:300] if lines else ""
+
+
+# "(sqlite3.OperationalError) database or disk is full", as SQLAlchemy formats a driver error
+_DRIVER_ERROR = re.compile(r"\((?:\w+\.)+\w*(?:Error|Exception)\) ([^\n]+)")
+_NOTE = re.compile(r"^\((?:raised as a result of|Background on this error)")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, then what it wraps (SQLAlchemy's `orig`, `__cause__`, `__context__`), innermost
+    last."""
+    chain = [exc]
+    while len(chain) < 20:
+        current = chain[-1]
+        inner = getattr(current, "orig", None)
+        if not isinstance(inner, BaseException):
+            inner = current.__cause__ or (
+                None if current.__suppress_context__ else current.__context__
+            )
+        if inner is None or inner in chain:
+            break
+        chain.append(inner)
+    return chain
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a write failed because a disk is full (SQLite's SQLITE_FULL, or ENOSPC)."""
+    for cause in _chain(exc):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(cause)
+        if "database or disk is full" in text or "No space left on device" in text:
+            return True
+    return False
+
+
+def local_store_path(uri: str) -> str | None:
+    """The file (or folder) of a store on this machine, or None for a server."""
+    if uri.startswith("sqlite:///"):
+        return uri[len("sqlite:///") :]
+    if uri.startswith("file://"):
+        return uri[len("file://") :]
+    return uri if uri.startswith("/") else None
+
+
+def store_error(uri: str, exc: BaseException) -> CellopsError:
+    """The named error for a store operation that failed: a cellops error as it is; a full
+    disk under a local store as that (naming the disk's file); anything else as unreachable,
+    with the real cause."""
+    from .proxy import RemoteStoreError  # an error the job's proxy could not rebuild
+
+    if isinstance(exc, CellopsError) and not isinstance(exc, RemoteStoreError):
+        return exc
+    reason = short_reason(exc)
+    path = local_store_path(uri)
+    if path is not None and is_disk_full(exc):
+        written = next(
+            (c.filename for c in _chain(exc) if isinstance(c, OSError) and c.filename), None
+        )
+        return StoreFullError(str(written or path), reason)
+    return StoreUnreachableError(uri, reason)
 
 
 def check_http(uri: str) -> None:
@@ -79,22 +163,43 @@ def log_batch(
 
 
 def open_client(uri: str) -> Any:
-    """An `MlflowClient` on `uri` whose schema exists (mlflow is imported here, not at import)."""
+    """An `MlflowClient` on `uri` whose schema exists (mlflow is imported here, not at import).
+
+    The project's own store is checked first and refused if damaged (StoreDamagedError), and
+    repaired if the project was moved or copied (`embedded.prepare`)."""
     from mlflow.tracking import MlflowClient
 
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     # its "Creating initial MLflow database tables..." lines would land in the user's cell
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    db_log = logging.getLogger("mlflow.store.db.utils")
+    db_log.setLevel(logging.WARNING)
+    if _quiet_database_errors not in db_log.filters:
+        db_log.addFilter(_quiet_database_errors)
     with _store_lock(uri):
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)  # creates or migrates the schema now
+        own = embedded.prepare(uri)
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)  # creates or migrates the schema now
+        except Exception as exc:
+            damage = embedded.damage_of(uri, exc)
+            if damage is not None:
+                raise damage from None
+            raise
+        if own is not None:
+            embedded.remember(own)
     return client
+
+
+def _quiet_database_errors(record: logging.LogRecord) -> bool:
+    """Drop MLflow's traceback of each failed SQL statement (a full disk, and every "database
+    is locked" that cellops retries): cellops names the failed write and its cause itself."""
+    return not str(record.msg).startswith("SQLAlchemy database error")
 
 
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
-    """Serialize schema creation between processes sharing a new SQLite store."""
+    """Serialize schema creation and repairs between processes sharing a SQLite store."""
     if not uri.startswith("sqlite:///"):
         yield
         return
@@ -108,7 +213,5 @@ def connect_checked(settings: Settings) -> Any:
         if settings.tracking_uri.startswith(("http://", "https://")):
             check_http(settings.tracking_uri)
         return open_client(settings.tracking_uri)
-    except StoreUnreachableError:
-        raise
     except Exception as exc:
-        raise StoreUnreachableError(settings.tracking_uri, short_reason(exc)) from None
+        raise store_error(settings.tracking_uri, exc) from None

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import sys
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,10 @@ from .._limits import param_text, tag_text
 from .._paths import project_label
 from .._version import __version__
 from ..config import Settings, load_settings
+from ..errors import CellopsError, StoreWriteError
 from ..gitinfo import git_state
-from .client import log_batch
+from .client import log_batch, store_error
+from .embedded import check_store, interactive_experiment_name
 from .notebook_info import NotebookInfo
 from .reaper import owner_tags, reap_dead_runs
 from .tracker import Tracker
@@ -71,7 +74,7 @@ def user_name() -> str:
 
 def experiment_name_for(settings: Settings, notebook: NotebookInfo) -> str:
     if notebook.path is None:
-        return f"{settings.root.name}/interactive"
+        return interactive_experiment_name(settings.root)
     return project_label(notebook.path, settings.root).removesuffix(".ipynb")
 
 
@@ -95,6 +98,7 @@ class Session:
         self.parameters: dict[str, str] = {}
         self.pending_entries: dict[str, tuple[Any, Future[str]]] = {}  # key -> (entry, run)
         self.pid = os.getpid()  # the owner: a forked child inherits this object, not the run
+        _warn_if_damaged(settings)
         self.run_future: Future[SessionRun] = self.tracker.submit(self._open_run)
 
     # -- the session run ----------------------------------------------------------------------
@@ -129,6 +133,44 @@ class Session:
     def run(self) -> SessionRun:
         return self.run_future.result()
 
+    def ensure_store(self) -> None:
+        """Raise a named error unless the store answers and the session run is open; called
+        before a step's cell runs. A session run the store refused (it was down, damaged or
+        its disk full) is opened again first, so the step after the cause is fixed goes on."""
+        self.tracker.ensure_reachable()
+        if self.run_future.done() and self.run_future.exception() is not None:
+            self.run_future = self.tracker.submit(self._open_run)
+        try:
+            self.run_future.result()
+        except Exception as exc:
+            raise store_error(self.tracker.uri, exc) from None
+
+    def flush_records(self, timeout: float | None = None) -> None:
+        """Wait until every queued write is done; raise StoreWriteError naming each write that
+        failed since the last flush, and why."""
+        self.tracker.flush(timeout)
+        failures = self.tracker.take_failures()
+        if failures:
+            lines = "\n".join(f"  {failure.what}: {failure.reason}" for failure in failures)
+            count = f"{len(failures)} write{'s' if len(failures) > 1 else ''}"
+            raise StoreWriteError(
+                f"not all step records were written: {count} did not reach the tracking "
+                f"store {self.tracker.uri}:\n{lines}\n"
+                "Fix the cause, then run those steps again to record them."
+            )
+
+    def run_exists(self, run_id: str) -> bool:
+        """Whether the store still holds run `run_id`, not deleted: a cache hit must name a run
+        that exists. A read from the caller's thread: the writer's queue need not drain."""
+        client = self.tracker.client
+        try:
+            run = client.get_run(run_id)
+        except Exception as exc:
+            if _is_missing(exc):
+                return False
+            raise store_error(self.tracker.uri, exc) from None
+        return getattr(run.info, "lifecycle_stage", "active") != "deleted"
+
     def record_parameters(self, parameters: dict[str, str]) -> None:
         """Papermill's injected parameters: params and a tag on the session run."""
         self.parameters.update(parameters)
@@ -148,6 +190,9 @@ class Session:
         self.closed = True
         if os.getpid() != self.pid:
             return  # a forked child: the run and the tracker's thread are the parent's
+        if self.run_future.done() and self.run_future.exception() is not None:
+            self.tracker.close()  # the run never opened: nothing to end (the steps said why)
+            return
         status = "FAILED" if self.failed else "FINISHED"
 
         def end(client: Any) -> None:
@@ -158,6 +203,21 @@ class Session:
             self.tracker.flush(timeout=120)
         finally:
             self.tracker.close()
+
+
+def _is_missing(exc: BaseException) -> bool:
+    """MLflow's "no such run" (its error code is lost when the job's proxy relays it)."""
+    code = getattr(exc, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or " not found" in str(exc)
+
+
+def _warn_if_damaged(settings: Settings) -> None:
+    """Say at `%load_ext cellops` that the project's store is damaged (the first step then
+    refuses to run with the same message). The cheap check: no sqlite3 import here."""
+    try:
+        check_store(settings.tracking_uri, deep=False)
+    except CellopsError as exc:
+        print(f"cellops: {exc}", file=sys.stderr)
 
 
 def _param_text(source: str) -> str:
