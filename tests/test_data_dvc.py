@@ -134,9 +134,51 @@ def test_export_dvc_writes_stages_that_dvc_status_dag_and_repro_work_on(pipeline
     client.create_registered_model("cleaner")
     client.create_model_version("cleaner", "file:///nowhere", run_id=producer)
     by_model = cellops_cli("lineage", "models:/cleaner/1").output
-    assert "model cleaner version 1, produced by:" in by_model
-    assert f"step 'clean' of pipeline.ipynb, run {producer}" in by_model
+    assert "model cleaner version 1 (models:/cleaner/1)" in by_model
+    assert f"produced by:\nstep 'clean' of pipeline.ipynb, run {producer}" in by_model
     assert cellops_cli("lineage", "models:/cleaner/9").exit_code == 2
+
+
+@sqlite_only
+def test_a_model_lineage_names_its_data_by_the_hash_dvc_and_file_lineage_show(
+    pipeline, store_ip, monkeypatch
+):
+    """Issue 11: the version's data and `cellops lineage FILE` join on DVC's md5."""
+    import cellops
+
+    monkeypatch.setenv("CELLOPS_USER", "auditor-test")
+    cellops.track_file("data/raw.csv")
+    run_notebook_in_shell(store_ip, pipeline / "pipeline.ipynb")
+    run(
+        store_ip,
+        "import cellops\nimport pandas as pd\nfrom sklearn.dummy import DummyClassifier\n"
+        "rows = pd.read_csv('data/clean.csv')\n"
+        "model = DummyClassifier().fit(rows[['id']], rows['v'])\n"
+        "cellops.register_model(model, 'cleaner', rows[['id']])",
+    )
+    client_for_session()
+    raw, clean = md5(pipeline / "data" / "raw.csv"), md5(pipeline / "data" / "clean.csv")
+    version = MlflowClient(default_tracking_uri(pipeline)).get_model_version("cleaner", "1")
+    assert json.loads(version.tags["cellops.data"]) == {
+        "data/raw.csv": raw,
+        "data/clean.csv": clean,
+    }
+
+    text = cellops_cli("lineage", "models:/cleaner/1").output
+    assert f"  data/clean.csv  {clean}\n    DVC: data/clean.csv.dvc records this version" in text
+    assert f"  data/raw.csv  {raw}\n    DVC: data/raw.csv.dvc records this version" in text
+    assert "the file on disk is this version" in text
+    assert "    written by step 'clean' of pipeline.ipynb" in text
+    assert "registered by auditor-test at " in text
+    assert '      | Path("data/clean.csv").write_text("\\n".join(lines) + "\\n")' in text
+    assert "params: n_rows=3" in text  # the clean step's parameter
+    for label, digest in (("data/clean.csv", clean), ("data/raw.csv", raw)):
+        assert f"{label}  {digest}" in cellops_cli("lineage", label).output  # the same hash
+    data = json.loads(cellops_cli("lineage", "models:/cleaner/1", "--json").output)
+    found = {d["path"]: d for d in data["data"]}
+    assert found["data/clean.csv"]["dvc"]["pointer"] == "data/clean.csv.dvc"
+    assert found["data/clean.csv"]["dvc"]["md5"] == clean
+    assert [s["name"] for s in data["steps"]] == ["clean", "summarize", "tag"]
 
 
 @sqlite_only
@@ -152,10 +194,16 @@ def test_a_fresh_clone_pulls_data_and_cache_and_its_rerun_hits_the_cache(
     assert pushed.exit_code == 0, pushed.output
     assert "step cache: " in pushed.output and " 0 object(s)" not in pushed.output
     assert "files pushed" in pushed.output
+    key = pipeline / ".cellops" / "cache.key"
+    remote_files = [p for p in (tmp_path / "remote").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".bundle" for p in remote_files)
+    assert not any(key.read_bytes() in p.read_bytes() for p in remote_files)  # never pushed
 
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(pipeline), str(clone))
     assert not (clone / "data" / "clean.csv").exists() and not (clone / ".cellops").exists()
+    (clone / ".cellops").mkdir()
+    shutil.copy2(key, clone / ".cellops" / "cache.key")  # shared out of band, as the README says
     monkeypatch.chdir(clone)
     pulled = cellops_cli("pull")
     assert pulled.exit_code == 0, pulled.output

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import xxhash
 
 from cellops.cache import index as cache_module
+from cellops.cache import objects as objects_module
 from cellops.cache.hashing import path_digest
 from cellops.cache.index import CacheEntry, StepCache
 from cellops.cache.objects import ObjectStore
-from cellops.errors import CorruptObjectError, UnserializableError
+from cellops.errors import (
+    CellopsUsageError,
+    CorruptObjectError,
+    UnserializableError,
+    UntrustedObjectError,
+)
 
 
 @pytest.fixture
@@ -279,3 +291,138 @@ def test_step_cache_ignores_a_half_written_entry(project: Path) -> None:
     cache.folder.mkdir(parents=True)
     (cache.folder / "k1.json").write_text('{"format": 1, "key": "k1", "st')
     assert cache.lookup("k1") is None
+
+
+# -- signatures: nothing unsigned is unpickled ---------------------------------------------------
+
+
+def evil_pickle(marker: Path) -> bytes:
+    class Evil:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('pwned')",))
+
+    return pickle.dumps({"values": {"v": Evil()}})
+
+
+def planted(store: ObjectStore, data: bytes) -> dict:
+    """`data` under its valid content-addressed name, as whoever writes the remote could."""
+    digest = xxhash.xxh3_128_hexdigest(data)
+    path = store.root / digest[:2] / f"{digest}.bundle"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return {"codec": "bundle", "digest": digest, "size": len(data)}
+
+
+def test_an_unsigned_pickle_is_refused_before_it_is_unpickled(store: ObjectStore, tmp_path) -> None:
+    proof = tmp_path / "proof"
+    pickle.loads(evil_pickle(proof))
+    assert proof.exists()  # the payload runs code when unpickled
+
+    marker = tmp_path / "marker"
+    ref = planted(store, evil_pickle(marker))
+    with pytest.raises(UntrustedObjectError, match="is not signed by this project's key"):
+        store.get_bundle(ref, {})
+    # with a header, but a tag made without the key
+    forged = objects_module.BUNDLE_MAGIC + bytes(32) + evil_pickle(marker)
+    with pytest.raises(UntrustedObjectError, match="signature that does not match"):
+        store.get_bundle(planted(store, forged), {})
+    assert not marker.exists()
+
+
+def test_a_bundle_signed_with_another_projects_key_needs_that_key(
+    store: ObjectStore, tmp_path
+) -> None:
+    theirs = ObjectStore(tmp_path / "theirs" / ".cellops" / "objects")
+    ref = theirs.put_bundle({"values": {"v": [1, 2]}}, {})
+    for path in theirs.root.rglob("*.bundle"):  # pulled: same bytes, same name
+        (store.root / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, store.root / path.parent.name / path.name)
+    with pytest.raises(UntrustedObjectError, match=r"\.cellops/objects/.*\.bundle has a sig"):
+        store.get_bundle(ref, {})
+    shutil.copyfile(theirs.key_file, store.key_file)  # the key shared out of band
+    assert ObjectStore(store.root).get_bundle(ref, {})["values"]["v"] == [1, 2]
+
+
+def test_the_key_is_made_once_private_and_out_of_git(project: Path) -> None:
+    store = ObjectStore(project / ".cellops" / "objects")
+    store.put_bundle({"values": {"v": 1}}, {})
+    key = project / ".cellops" / "cache.key"
+    assert store.key_file == key
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert len(bytes.fromhex(key.read_text().strip())) == 32
+    assert ObjectStore(store.root).key == store.key  # read back, not made again
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=project, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert ".cellops/objects/" in status and "cache.key" not in status
+    key.write_text("123\n")
+    with pytest.raises(CellopsUsageError, match="is damaged"):
+        ObjectStore(store.root).put_bundle({"values": {"v": 1}}, {})
+
+
+def test_an_entry_not_signed_with_the_key_is_not_a_candidate(project: Path, tmp_path) -> None:
+    cache = StepCache(project / ".cellops" / "cache")
+    cache.save(entry())
+    path = cache.folder / "k1.json"
+    assert cache.candidates("k1") and cache.untrusted == []
+    payload = json.loads(path.read_text())
+    payload["files_out"] = {"../../.bashrc": payload["files_out"]["out.csv"]}  # tampered
+    path.write_text(json.dumps(payload))
+    assert cache.candidates("k1") == []
+    assert "has a signature that does not match" in str(cache.untrusted[0])
+    del payload["signature"]
+    path.write_text(json.dumps(payload))
+    assert cache.candidates("k1") == []
+    assert "cache entry .cellops/cache/k1.json is not signed" in str(cache.untrusted[0])
+
+    other = StepCache(tmp_path / "other" / ".cellops" / "cache")  # another key
+    other.save(entry())
+    shutil.copyfile(other.folder / "k1.json", path)
+    assert cache.candidates("k1") == []
+    shutil.copyfile(other.key_file, cache.key_file)
+    assert [e.run_id for e in StepCache(cache.folder).candidates("k1")] == ["run123"]
+
+
+def test_a_folder_manifest_cannot_name_a_path_outside_its_folder(
+    store: ObjectStore, project: Path
+) -> None:
+    folder = project / "data"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    ref = store.put_path(folder)
+    manifest = json.loads(object_file(store, ref).read_text())
+    bad = json.dumps({"../escaped.txt": manifest["a.txt"]}).encode()
+    with store.temp_file("dir") as (tmp, fh):
+        fh.write(bad)
+        fh.close()
+        bad_ref = store._commit(tmp, "dir")
+    with pytest.raises(CorruptObjectError, match="names '../escaped.txt'"):
+        store.restore_path(bad_ref, project / "restored")
+    assert not (project / "escaped.txt").exists()
+
+
+# -- temporary files -----------------------------------------------------------------------------
+
+
+def test_sweep_keeps_live_and_foreign_temp_files_and_removes_abandoned_ones(
+    store: ObjectStore,
+) -> None:
+    tmp = store.root / "tmp"
+    with store.temp_file("bundle") as (mine, fh):
+        fh.write(b"being written")
+        fh.flush()
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        host = objects_module._host_tag()
+        gone = tmp / f".bundle.{host}.{int(dead.stdout)}.1.abc.tmp"
+        foreign = tmp / f".bundle.{'0' * 8 if host != '0' * 8 else '1' * 8}.1.1.abc.tmp"
+        reused = tmp / f".file.{host}.{os.getpid()}.1.abc.tmp"  # our pid, another start
+        fresh_old = tmp / ".bundle.k2j4h5ab.tmp"  # an older cellops's: written just now
+        for path in (gone, foreign, reused, fresh_old):
+            path.write_bytes(b"x")
+        removed = store.sweep_temp()
+        assert mine.exists() and foreign.exists() and fresh_old.exists()
+        assert sorted(removed) == sorted([gone, reused])
+        assert not gone.exists() and not reused.exists()
+    assert not mine.exists()  # the block's end removes what it did not rename

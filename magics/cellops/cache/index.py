@@ -9,6 +9,11 @@ different file contents or started from different random generator states (its c
 `candidates` gives them newest first; the engine takes the first whose checks still hold, so
 going back to seed 0 after a run with seed 1 is a hit again. A key keeps its newest
 MAX_VARIANTS.
+
+Every entry carries the HMAC of its content under the project's key (see `signing`): it names
+the objects to restore, the files to write back and what the cell showed, so an entry that is
+not signed with this project's key (pulled from a DVC remote, or written before signing) is
+never used; `untrusted` names those a lookup passed over.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .._fs import atomic_write_json, read_json
+from ..errors import UntrustedObjectError
+from . import signing
 from .hashing import hash_strings
 
 FORMAT_VERSION = 2
@@ -54,17 +61,51 @@ class CacheEntry:
 
 
 class StepCache:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, key_file: Path | None = None):
+        """`folder`: the index folder; `key_file`: the project's cache key, by default
+        `cache.key` beside `folder` (`.cellops/cache.key`), read (or made) on first use."""
         self.folder = folder
+        self.key_file = key_file or signing.key_path(folder.parent)
+        self._key: bytes | None = None
+        self.untrusted: list[UntrustedObjectError] = []  # of the last lookup, one per entry
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = signing.load_key(self.key_file)
+        return self._key
 
     def _path(self, key: str, variant: str = "") -> Path:
         return self.folder / (f"{key}.{variant}.json" if variant else f"{key}.json")
 
     def _entries(self, key: str) -> list[tuple[CacheEntry, Path]]:
-        """The key's readable entries with their files, newest first."""
+        """The key's readable, trusted entries with their files, newest first."""
+        self.untrusted = []
         paths = [self._path(key), *self.folder.glob(f"{key}.*.json")]
-        found = [(entry, path) for path in paths if (entry := _read(path)) is not None]
+        found = []
+        for path in paths:
+            payload = read_json(path)
+            if not payload or payload.get("format") != FORMAT_VERSION:
+                continue
+            problem = self._check(payload, path)
+            if problem is not None:
+                self.untrusted.append(problem)
+            elif (entry := _entry(payload)) is not None:
+                found.append((entry, path))
         return sorted(found, key=lambda pair: pair[0].saved_at, reverse=True)
+
+    def _check(self, payload: dict[str, Any], path: Path) -> UntrustedObjectError | None:
+        signature = payload.pop("signature", None)
+        if signature is not None and signing.same(signature, self._sign(payload)):
+            return None
+        label = f"cache entry {path.parent.parent.name}/{path.parent.name}/{path.name}"
+        return UntrustedObjectError(
+            label, signing.key_label(self.key_file), mismatch=signature is not None
+        )
+
+    def _sign(self, payload: dict[str, Any]) -> str:
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return signing.tag(self.key, b"entry", canonical.encode())
 
     def candidates(self, key: str) -> list[CacheEntry]:
         """Every usable entry of the key, newest first."""
@@ -78,7 +119,9 @@ class StepCache:
     def save(self, entry: CacheEntry) -> None:
         entry.saved_at = time.time()
         path = self._path(entry.key, entry.variant)
-        atomic_write_json(path, {"format": FORMAT_VERSION, **asdict(entry)})
+        # signed as it will read back (JSON turns tuples into lists, keys into strings)
+        payload = json.loads(json.dumps({"format": FORMAT_VERSION, **asdict(entry)}))
+        atomic_write_json(path, {**payload, "signature": self._sign(payload)})
         for _, old in self._entries(entry.key)[MAX_VARIANTS:]:
             old.unlink(missing_ok=True)
 
@@ -91,10 +134,7 @@ class StepCache:
             path.unlink(missing_ok=True)
 
 
-def _read(path: Path) -> CacheEntry | None:
-    payload = read_json(path)
-    if not payload or payload.get("format") != FORMAT_VERSION:
-        return None
+def _entry(payload: dict[str, Any]) -> CacheEntry | None:
     payload.pop("format")
     try:
         return CacheEntry(**payload)

@@ -6,7 +6,10 @@ DVC data moves with `dvc push` / `dvc pull`. The step cache (the content-address
 same remote, through the remote's DVC filesystem (so any DVC remote works). Objects are
 immutable and named by their hash, so both directions copy only what the other side lacks,
 objects before the index entries that name them: an entry seen on either side is complete.
-A teammate's clone that pulls can restore every step someone pushed.
+
+Only those two folders move: the project's cache key (`.cellops/cache.key`) never does. A clone
+uses what it pulled only when it holds the same key (copied out of band), since every entry
+and pickled object is signed with it (see `cache.signing`); without it, each step runs.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from . import dvc
 
 REMOTE_FOLDER = "cellops"
 _OBJECT = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{32}\.[a-z]+$")
-_ENTRY = re.compile(r"^cache/[0-9a-f]{32}\.json$")
+_ENTRY = re.compile(r"^cache/[0-9a-f]{32}(\.[0-9a-f]{16})?\.json$")  # a key, and its variants
 
 
 @dataclass
@@ -126,6 +129,7 @@ def local_changes(settings: Settings) -> list[dvc.Recorded]:
 
 def pull(settings: Settings, force: bool = False, remote: str | None = None) -> SyncReport:
     from ..cache.hashing import file_digest
+    from ..cache.objects import ObjectStore
     from .project import require_versioning
 
     root = settings.root
@@ -140,6 +144,7 @@ def pull(settings: Settings, force: bool = False, remote: str | None = None) -> 
                 "or discard them with `cellops pull --force`"
             )
     local = local_cache_files(settings)
+    store = ObjectStore(settings.objects_dir)  # its temporary files: swept if pull is killed
     fetched = []
     with remote_folder(root, remote) as (fs, base, name):
         wanted = sorted((r for r in _remote_listing(fs, base) if r not in local), key=_entries_last)
@@ -148,12 +153,14 @@ def pull(settings: Settings, force: bool = False, remote: str | None = None) -> 
             prefix, _, rest = relative.partition("/")
             target = folders[prefix] / rest
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.pull")
-            fs.get_file(fs.join(base, *relative.split("/")), str(tmp))
-            if prefix == "objects" and file_digest(tmp) != target.name.split(".")[0]:
-                tmp.unlink()
-                raise CellopsError(f"{relative} on the remote does not match its hash; not used")
-            os.replace(tmp, target)
+            with store.temp_file("pull") as (tmp, fh):
+                fh.close()
+                fs.get_file(fs.join(base, *relative.split("/")), str(tmp))
+                if prefix == "objects" and file_digest(tmp) != target.name.split(".")[0]:
+                    raise CellopsError(
+                        f"{relative} on the remote does not match its hash; not used"
+                    )
+                os.replace(tmp, target)
             fetched.append(relative)
     done = dvc.run_dvc(root, "pull", *(["--force"] if force else []), *_remote_args(remote))
     objects = sum(1 for r in fetched if r.startswith("objects/"))

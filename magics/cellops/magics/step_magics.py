@@ -5,15 +5,17 @@ from __future__ import annotations
 import ast
 import io
 import os
+import shlex
 import tokenize
 from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, default
 
+from .._text import split_names
 from ..errors import CellopsError
 from ..steps.engine import StepSpec, run_step
 from ..steps.notebook import papermill_parameters
@@ -23,9 +25,7 @@ from .cell_output import IPythonCellOutput
 
 
 def _names(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
+    return None if text is None else split_names(text)
 
 
 @magics_class
@@ -83,8 +83,14 @@ class StepMagics(Magics):
     @argument("--outputs", help="Comma-separated variables the step writes (replaces detection).")
     @argument("--params", help="Comma-separated variables to log as params (and key on).")
     @argument("--metrics", help="Comma-separated variables to log as metrics after the cell.")
-    @argument("--files-in", dest="files_in", help="Comma-separated files or folders it reads.")
-    @argument("--files-out", dest="files_out", help="Comma-separated files or folders it writes.")
+    @argument(
+        "--files-in", dest="files_in",
+        help='Comma-separated files or folders it reads; quote a path with spaces: "a b.csv".',
+    )  # fmt: skip
+    @argument(
+        "--files-out", dest="files_out",
+        help="Comma-separated files or folders inside the project that it writes.",
+    )  # fmt: skip
     @argument("--no-cache", dest="no_cache", action="store_true", help="Run; store nothing.")
     @argument("--force", action="store_true", help="Run even when cached; refresh the cache.")
     @cell_magic
@@ -109,6 +115,8 @@ class StepMagics(Magics):
             %%step features --files-in data/raw.csv --files-out data/features.parquet
             pd.read_csv("data/raw.csv").pipe(add_features).to_parquet("data/features.parquet")
 
+            %%step report --files-out "out/my report.html","out/figures/"
+
             %%step evaluate --force       # run even if cached
             %%step explore --no-cache     # track, but never cache
 
@@ -117,8 +125,8 @@ class StepMagics(Magics):
         """
         __tracebackhide__ = True
         try:
-            args = parse_argstring(self.step, line)
-        except UsageError as exc:
+            args = self._parse_step_line(line)
+        except (UsageError, CellopsError) as exc:
             raise UsageError(f"{exc}\nusage: {self._usage()}") from None
         transformed = self.shell.transform_cell(cell)
         run, last_expression = self._compile(transformed, cell)
@@ -128,12 +136,12 @@ class StepMagics(Magics):
             name=args.name,
             source=transformed,
             raw_source=cell if cell != transformed else None,
-            inputs=_names(args.inputs),
-            outputs=_names(args.outputs),
-            params=_names(args.params) or [],
-            metrics=_names(args.metrics) or [],
-            files_in=_names(args.files_in) or [],
-            files_out=_names(args.files_out) or [],
+            inputs=args.inputs,
+            outputs=args.outputs,
+            params=args.params or [],
+            metrics=args.metrics or [],
+            files_in=args.files_in or [],
+            files_out=args.files_out or [],
             use_cache=self.cache and not args.no_cache,
             force=args.force,
             cell_id=self._cell_id,
@@ -152,6 +160,22 @@ class StepMagics(Magics):
             output.replay(replayed)
             return outcome.value if outcome.has_value and shown else None
         return outcome.value if shown else None
+
+    def _parse_step_line(self, line: str) -> Any:
+        """The `%%step` line's flags, split as a shell does (`--files-out "out/my file.csv"`
+        is one path, without its quotes), each list split by `split_names`: all before the
+        cell runs, so a mistyped line fails at once."""
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:  # "No closing quotation"
+            raise UsageError(
+                f"{exc} in the %%step line {line.strip()!r}: close the quote, for example "
+                '--files-out "out/my file.csv"'
+            ) from None
+        args = self.step.parser.parse_args(argv)
+        for flag in ("inputs", "outputs", "params", "metrics", "files_in", "files_out"):
+            setattr(args, flag, _names(getattr(args, flag)))
+        return args
 
     def _usage(self) -> str:
         return (
@@ -227,7 +251,7 @@ class StepMagics(Magics):
         print(store_summary(ensure_session().settings))
 
     def _flush(self) -> None:
-        ensure_session().tracker.flush()
+        ensure_session().flush_records()  # StoreWriteError names each write that failed
         print("all step records written")
 
     def _lineage(self) -> Any:

@@ -11,6 +11,7 @@ import contextlib
 import sys
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +22,24 @@ from ..cache.hashing import code_digest, path_digest, value_digest
 from ..cache.index import CacheEntry, StepCache
 from ..cache.objects import ObjectStore
 from ..cache.statcache import stat_cache_for
-from ..errors import CellopsUsageError, CorruptObjectError, StoreUnreachableError, UndigestableError
+from ..errors import (
+    CellopsUsageError,
+    CorruptObjectError,
+    StepOutputError,
+    UndigestableError,
+    UntrustedObjectError,
+)
 from ..store.session import ActiveStep, Session
 from . import generators, observed, recording
 from . import hooks as step_hooks
-from .outputs import restore_outputs, store_outputs
+from .outputs import escaping_links, restore_outputs, store_outputs
 from .plan import StepPlan, StepSpec, check_step_name, plan_step
 from .state import save_step_state
 
 __all__ = ["CellOutput", "StepOutcome", "StepPlan", "StepSpec", "plan_step", "run_step", "tell"]
 
 UNDIGESTABLE = "undigestable"
+_swept: weakref.WeakSet[Session] = weakref.WeakSet()  # sessions that cleaned up objects/tmp
 
 
 def tell(message: str) -> None:
@@ -62,9 +70,16 @@ class StepOutcome:
     saved_seconds: float = 0.0
     outputs: list[dict[str, Any]] = field(default_factory=list)  # to show again on a hit
     has_value: bool = False  # on a hit: `value` is the cell's last expression
+    cached_elsewhere: bool = False  # the run that computed it is not in this store
 
     def message(self) -> str:
         names = ", ".join(self.restored) or "nothing"
+        if self.cached_elsewhere:
+            return (
+                f"cached: restored {names} (saved {self.saved_seconds:.1f} s), computed by run "
+                f"{self.cached_from}, which is not in this store (deleted, or recorded in "
+                "another store: a pulled cache)"
+            )
         return (
             f"cached: restored {names} from run {self.cached_from} "
             f"(saved {self.saved_seconds:.1f} s)"
@@ -72,12 +87,7 @@ class StepOutcome:
 
 
 def _ensure_store(session: Session) -> None:
-    session.tracker.ensure_reachable()
-    try:
-        session.run_future.result()
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreUnreachableError(session.tracker.uri, reason[:300]) from None
+    session.ensure_store()  # a named error (unreachable, damaged, disk full), no traceback
 
 
 def run_step(
@@ -96,6 +106,9 @@ def run_step(
     step_hooks.before_step(session, spec.name, plan)
     store = ObjectStore(session.settings.objects_dir)
     cache = StepCache(session.settings.cache_dir)
+    if session not in _swept:  # the session's first step: what killed writers left behind
+        _swept.add(session)
+        store.sweep_temp()
     if plan.undigestable and spec.use_cache:
         tell(
             f"step '{spec.name}' is not cached, so it runs every time: cellops cannot tell "
@@ -113,14 +126,23 @@ def run_step(
             if changed:
                 reasons.append(f"{changed} (cached run {entry.run_id})")
                 continue
+            # a pulled cache (or one kept across a new store) names runs of another store:
+            # the values are still right (checked by key), but the message must not say the run
+            # is here
+            elsewhere = entry is not pending and not session.run_exists(entry.run_id)
             try:
-                return _restore(session, spec, plan, entry, store, namespace)
+                return _restore(session, spec, plan, entry, store, namespace, elsewhere)
+            except UntrustedObjectError as exc:
+                cache.untrusted.append(exc)
+                continue
             except CorruptObjectError as exc:
                 tell(f"step '{spec.name}': {exc}; running the step again")
                 cache.forget(plan.key, entry.variant)
                 break
         else:
-            if reasons:
+            if cache.untrusted:  # said first: what to do about it differs
+                tell(f"step '{spec.name}': {cache.untrusted[0]}")
+            elif reasons:
                 tell(f"step '{spec.name}' runs again: {reasons[0]}")
     return _execute(session, spec, plan, store, cache, namespace, execute, output)
 
@@ -149,7 +171,9 @@ def _base_tags(spec: StepSpec, plan: StepPlan) -> dict[str, str]:
     }
 
 
-def _restore(session, spec, plan, entry: CacheEntry, store, namespace) -> StepOutcome:
+def _restore(
+    session, spec, plan, entry: CacheEntry, store, namespace, elsewhere: bool = False
+) -> StepOutcome:
     started = time.perf_counter()
     restored = restore_outputs(store, entry.bundle, namespace)
     for label, ref in entry.files_out.items():
@@ -163,6 +187,7 @@ def _restore(session, spec, plan, entry: CacheEntry, store, namespace) -> StepOu
         tags={
             "cellops.state": "cached",
             "cellops.cached_from": entry.run_id,
+            "cellops.cached_from_store": "other" if elsewhere else "this",
             "cellops.restore_s": f"{time.perf_counter() - started:.3f}",
         },
         texts=_texts(spec, plan, entry.output_digests, entry.files_out, entry.file_checks),
@@ -182,6 +207,7 @@ def _restore(session, spec, plan, entry: CacheEntry, store, namespace) -> StepOu
         entry.duration_s,
         outputs=entry.cell_outputs,
         has_value=restored.has_value,
+        cached_elsewhere=elsewhere,
     )
 
 
@@ -282,6 +308,12 @@ def _changed_inputs(plan: StepPlan, namespace: dict[str, Any], root: Path) -> li
 
 def _record_run(session, spec, plan, store, cache, namespace, active, ran, output) -> StepOutcome:
     settings = session.settings
+    escaping = escaping_links(settings.root, settings.state_dir, plan.files_out)
+    if escaping:  # made by the cell: checked now, before anything of it is read or stored
+        raise StepOutputError(
+            f"step '{spec.name}': {escaping[0]}; nothing of the step was cached. Copy the file "
+            "into the project instead of linking to it, or leave it out of --files-out"
+        )
     missing_files = [p for p in plan.files_out if not (settings.root / p).exists()]
     if missing_files:
         raise CellopsUsageError(

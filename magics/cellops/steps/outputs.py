@@ -9,7 +9,9 @@ by name (see `ObjectStore.put_bundle`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..cache import replay
@@ -88,6 +90,45 @@ def _unstorable(values, states, live, error: UnserializableError) -> list[str]:
         except Exception as exc:
             bad.append(f"{name} ({type(exc).__name__}: {exc})")
     return bad or [f"the outputs together ({error})"]
+
+
+def escaping_links(root: Path, state_dir: Path, labels: list[str]) -> list[str]:
+    """What leads out of the project in the declared output files and folders, checked after
+    the cell ran (the cell may have made it): each a symlink (the declared path, a folder on
+    its way, or anything inside an output folder) whose target is outside the project, or in
+    git's or cellops's own folders. Storing it would copy that file into the cache, and from
+    there to the DVC remote."""
+    found = []
+    for label in labels:
+        path = root / label
+        for part in [*reversed(path.relative_to(root).parents[:-1]), Path(label)]:
+            if (problem := _leaving(root, state_dir, label, root / part)) is not None:
+                found.append(problem)
+                break
+        else:
+            if path.is_dir():
+                found += [
+                    problem
+                    for folder, dirs, files in os.walk(path)
+                    for name in sorted(dirs + files)
+                    if (problem := _leaving(root, state_dir, label, Path(folder) / name))
+                ]
+    return found
+
+
+def _leaving(root: Path, state_dir: Path, label: str, path: Path) -> str | None:
+    if not path.is_symlink():
+        return None
+    target = path.resolve()
+    inside = target.is_relative_to(root) and not (
+        target.is_relative_to(state_dir) or target.is_relative_to(root / ".git")
+    )
+    if inside:
+        return None
+    where = "in cellops's or git's files" if target.is_relative_to(root) else "outside the project"
+    link = path.relative_to(root).as_posix()
+    held = "is" if link == label.rstrip("/") else f"holds {link},"
+    return f"--files-out {label} {held} a symlink to {target}, {where}"
 
 
 def restore_outputs(store: ObjectStore, ref: ObjectRef, namespace: dict[str, Any]) -> Restored:

@@ -12,6 +12,7 @@ import ast
 import importlib.machinery
 import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,7 @@ def plan_step(session: Session, spec: StepSpec, namespace: dict[str, Any]) -> St
     stat_cache = stat_cache_for(session.settings.state_dir) if spec.files_in else None
     for raw in spec.files_in:
         path = _project_path(session, raw)
+        _check_not_the_project(session, spec, "--files-in", raw, path)
         if not path.exists():
             raise CellopsUsageError(
                 f"step '{spec.name}': --files-in {raw!r} does not exist "
@@ -194,12 +196,37 @@ def _project_path(session: Session, raw: str) -> Path:
 def _output_path(session: Session, spec: StepSpec, raw: str) -> Path:
     path = _project_path(session, raw)
     root = session.settings.root
-    if path == root or not path.is_relative_to(root):
+    _check_not_the_project(session, spec, "--files-out", raw, path)
+    flag = f"step '{spec.name}': --files-out {shlex.quote(raw)}"
+    if not path.is_relative_to(root):
         raise CellopsUsageError(
-            f"step '{spec.name}': --files-out {raw!r} is outside the project ({path} is not "
-            f"under {root}), so it cannot be cached or versioned; write it inside the project"
+            f"{flag} is outside the project ({path} is not under {root}), so it cannot be "
+            "cached or versioned; write it inside the project"
+        )
+    top = path.relative_to(root).parts[0]
+    if top == ".git" or path.is_relative_to(session.settings.state_dir):
+        owner = "git's" if top == ".git" else "cellops's"
+        raise CellopsUsageError(
+            f"{flag} is inside {owner} own folder {top}/, which a step must not write; write "
+            "it elsewhere in the project, for example --files-out out/"
         )
     return path
+
+
+def _check_not_the_project(
+    session: Session, spec: StepSpec, flag: str, raw: str, path: Path
+) -> None:
+    """A step's file cannot be the project root or a folder holding it: that would take in
+    the step cache and git's files, which change at every step."""
+    root = session.settings.root
+    if not root.is_relative_to(path):
+        return
+    role, example = ("output", "out/") if flag == "--files-out" else ("input", "data/")
+    what = "the project root itself" if path == root else f"{path}, which holds the project,"
+    raise CellopsUsageError(
+        f"step '{spec.name}': {flag} {shlex.quote(raw)}: {what} cannot be a step {role}; "
+        f"name files or folders inside it, for example {flag} {example}"
+    )
 
 
 def _label(session: Session, path: Path) -> str:
