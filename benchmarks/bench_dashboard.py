@@ -78,7 +78,7 @@ def build(checks: int) -> None:
     session_module.end_session()
 
 
-def view_browser(browser, url: str) -> float:  # noqa: ANN001
+def view_browser(browser, url: str) -> float:
     page = browser.new_page()
     try:
         started = time.perf_counter()
@@ -99,7 +99,7 @@ def view_get(url: str) -> float:
     return elapsed
 
 
-def measure(root: Path, preheat: bool, views: int, pause: float, browser) -> dict[str, list]:  # noqa: ANN001
+def measure(root: Path, preheat: bool, views: int, pause: float, browser) -> dict[str, list]:
     from cellops.config import load_settings
     from cellops.dashboards.server import (
         dashboard_url,

@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve()
 # -- the data ----------------------------------------------------------------------------------
 
 
-def make_frame(rows: int, current: bool, seed: int):  # noqa: ANN201
+def make_frame(rows: int, current: bool, seed: int):
     """20 numeric columns (f0-f4 shifted in current), 5 categorical (c0-c4), a few missing."""
     import numpy as np
     import pandas as pd

@@ -41,7 +41,7 @@ def uptime() -> str:
     return done.stdout.strip() or f"load average {os.getloadavg()}"
 
 
-def timed(fn) -> float:  # noqa: ANN001
+def timed(fn) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started

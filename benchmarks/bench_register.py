@@ -36,7 +36,7 @@ GOAL = 20.0  # cellops.register_model at least 20x faster than log_model + regis
 GATE = ["f1 >= 0.5", "auc >= champion.auc - 0.01", "latency_p95_ms < 50"]
 
 
-def make_data(rows: int, seed: int):  # noqa: ANN201
+def make_data(rows: int, seed: int):
     import pandas as pd
     from sklearn.datasets import make_classification
 
@@ -44,13 +44,13 @@ def make_data(rows: int, seed: int):  # noqa: ANN201
     return pd.DataFrame(X, columns=[f"f{i}" for i in range(20)]), y
 
 
-def train(X, y, seed: int):  # noqa: ANN001, ANN201
+def train(X, y, seed: int):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(X, y)
 
 
-def mlflow_defaults(model, X) -> float:  # noqa: ANN001
+def mlflow_defaults(model, X) -> float:
     """log_model + register_model as MLflow's documentation shows them."""
     import mlflow
     import mlflow.sklearn
@@ -64,7 +64,7 @@ def mlflow_defaults(model, X) -> float:  # noqa: ANN001
     return time.perf_counter() - started
 
 
-def cellops_register(model, X) -> float:  # noqa: ANN001
+def cellops_register(model, X) -> float:
     import cellops
 
     started = time.perf_counter()
@@ -73,7 +73,7 @@ def cellops_register(model, X) -> float:  # noqa: ANN001
 
 
 @contextlib.contextmanager
-def quiet():  # noqa: ANN201
+def quiet():
     """MLflow prints progress and advice on every call; the figures are what matter here."""
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):

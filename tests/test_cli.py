@@ -126,7 +126,7 @@ def test_store_prints_the_uri_and_how_to_open_it(project: Path) -> None:
     assert f"mlflow ui --backend-store-uri {uri}" in result.stdout
 
 
-def test_store_follows_the_environment(project: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_store_follows_the_environment(project: Path, monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     result = CliRunner().invoke(cli, ["store"])
     assert result.exit_code == 0, result.output

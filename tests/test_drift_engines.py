@@ -61,7 +61,7 @@ class Scripted(DriftEngine):
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], DriftOptions]] = []
 
-    def compare_columns(self, reference, current, names, options) -> Comparison:  # noqa: ANN001
+    def compare_columns(self, reference, current, names, options) -> Comparison:  # noqa: ARG002 - the engine's signature
         self.calls.append((list(names), options))
         tested = [n for n in names if n != "y"]
         rows = [ColumnDrift(n, "numeric", "t", 0.1, 0.5, n == "x") for n in reversed(tested)]

@@ -147,7 +147,7 @@ def test_register_logs_flavour_signature_pinned_requirements_and_links(registry,
 class Doubler:
     """Not scikit-learn: registered with the pyfunc flavour."""
 
-    def predict(self, X):  # noqa: N803
+    def predict(self, X):
         return np.asarray(X)[:, 0] * 2
 
 
@@ -581,7 +581,7 @@ def dummy_comm(monkeypatch):
     import comm
 
     DummyComm.sent = []
-    monkeypatch.setattr(comm, "create_comm", lambda *a, **k: DummyComm())
+    monkeypatch.setattr(comm, "create_comm", lambda *a, **k: DummyComm())  # noqa: ARG005 - the replaced function's signature
     return DummyComm
 
 

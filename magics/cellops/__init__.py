@@ -46,7 +46,7 @@ _loaded: dict = {}
 def register_model(
     model: Any,
     name: str,
-    X_sample: Any = None,  # noqa: N803 - the name data scientists use
+    X_sample: Any = None,  # the name data scientists use
     metrics: dict[str, float] | None = None,
     *,
     data: list[str] | None = None,
@@ -141,7 +141,7 @@ def drift(
     )
 
 
-def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's own signature
+def load_ipython_extension(ipython) -> None:  # IPython's own signature
     """`%load_ext cellops`: register the magics and open the notebook's session run."""
     from .magics import StepMagics
     from .steps.generators import track_seeding
@@ -176,7 +176,7 @@ def _end_session_on_exit(change: dict) -> None:
         end_session()
 
 
-def unload_ipython_extension(ipython) -> None:  # noqa: ANN001
+def unload_ipython_extension(ipython) -> None:
     """`%unload_ext cellops`: end the session run after every pending write is stored."""
     from .store.session import end_session
 

@@ -118,7 +118,7 @@ def handler_for(t: type) -> Callable[[Any, Any], Children | None] | None:
     return None if reason is None else functools.partial(_refuse, reason=reason)
 
 
-def _refuse(w: Any, x: Any, reason: str) -> None:
+def _refuse(w: Any, x: Any, reason: str) -> None:  # noqa: ARG001 - the walker calls refusals with (walker, value)
     raise Refusal(x, reason)
 
 
@@ -427,6 +427,20 @@ def is_kernel_shell(obj: Any) -> bool:
     )
 
 
+def _named_global(w: Any, obj: Any, name: str) -> Children:
+    """A global pickle names: the environment's by its name; the project's by its content."""
+    module_name = getattr(obj, "__module__", None) or type(obj).__module__  # Ellipsis
+    w.put_str(b"g", f"{module_name}.{name}")
+    module = sys.modules.get(module_name)
+    if module is not None and not module_is_project(module, w.root):
+        w.put(b"-", 0)
+        return
+    attrs = getattr(obj, "__dict__", None)  # e.g. lru_cache: its `__wrapped__` counts
+    if attrs is None:
+        raise Refusal(obj, "the project's code, named but with no content to digest")
+    yield from sorted_attrs(w, attrs)
+
+
 def reduce_body(w: Any, obj: Any) -> Children:
     """Type, then `__reduce_ex__(4)`: callable, args, state (attribute dicts in name order:
     the order attributes were set in, e.g. by set_params, means nothing), items."""
@@ -438,16 +452,7 @@ def reduce_body(w: Any, obj: Any) -> Children:
     except Exception as exc:
         raise Refusal(obj, f"pickle cannot reduce it ({exc})") from exc
     if isinstance(rv, str):  # a global, pickled by name
-        module_name = getattr(obj, "__module__", None) or type(obj).__module__  # Ellipsis
-        w.put_str(b"g", f"{module_name}.{rv}")
-        module = sys.modules.get(module_name)
-        if module is not None and not module_is_project(module, w.root):
-            w.put(b"-", 0)
-            return
-        attrs = getattr(obj, "__dict__", None)  # e.g. lru_cache: its `__wrapped__` counts
-        if attrs is None:
-            raise Refusal(obj, "the project's code, named but with no content to digest")
-        yield from sorted_attrs(w, attrs)
+        yield from _named_global(w, obj, rv)
         return
     if type(rv) is not tuple or not 2 <= len(rv) <= 6 or not callable(rv[0]):
         raise Refusal(obj, f"its __reduce_ex__ gave nothing usable ({type(rv).__name__})")

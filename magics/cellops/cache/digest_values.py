@@ -50,7 +50,7 @@ def _int(h: xxhash.xxh3_128, v: int) -> None:
 # keep their identity (interning differs between processes). A float by its bits: -0.0 is not
 # 0.0, and a NaN is the NaN pickle restores. Strings with lone surrogates too.
 _ATOMS: dict[type, Callable[[xxhash.xxh3_128, Any], Any]] = {
-    type(None): lambda h, v: h.update(b"N"),
+    type(None): lambda h, v: h.update(b"N"),  # noqa: ARG005 - every atom digester takes (hasher, value)
     bool: lambda h, v: h.update(b"T" if v else b"F"),
     int: _int,
     float: lambda h, v: h.update(b"f" + _D(v)),
@@ -256,7 +256,7 @@ class Walker:
         if len(d) >= _SMALL:  # in insertion order: it can be observed
             keys = list(d)
             self.put(b"#D", len(keys))
-            yield from self._vector(keys, lambda i: "<key>")
+            yield from self._vector(keys, lambda i: "<key>")  # noqa: ARG005 - _vector calls it with each index
             yield from self._vector(list(d.values()), lambda i: (keys[i],))
             return
         self.put(b"#d", len(d))

@@ -39,7 +39,7 @@ class EngineName(click.ParamType):
 
     name = "engine"
 
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:  # noqa: ARG002 - click's signature
         from ..monitoring.engines import engine_names
 
         return f"[{'|'.join(engine_names())}]"
@@ -164,7 +164,7 @@ def drift_command(
         exit_with(ExitCode.NEGATIVE)
 
 
-def _compare(  # noqa: ANN202
+def _compare(
     reference: Path,
     current: Path,
     columns: list[str] | None,

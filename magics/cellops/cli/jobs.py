@@ -215,7 +215,7 @@ def reproduce_command(run_id: str, allow_changes: bool, no_progress: bool) -> No
         exit_with(ExitCode.FAILED)
 
 
-def _reproduction_lines(result, run_id: str) -> list[str]:  # noqa: ANN001 - a JobResult
+def _reproduction_lines(result, run_id: str) -> list[str]:  # a JobResult
     from ..config import load_settings
     from ..registry.reproduction import reproduction_verdicts
 
@@ -227,7 +227,7 @@ def _reproduction_lines(result, run_id: str) -> list[str]:  # noqa: ANN001 - a J
     return lines + (found or ["the notebook registered no model and ran no gate"])
 
 
-def describe_job(result) -> str:  # noqa: ANN001 - a JobResult
+def describe_job(result) -> str:  # a JobResult
     """The job's summary for the terminal."""
     state = "succeeded" if result.ok else "FAILED"
     lines = [f"job {result.job_id} {state} (run {result.run_id})"]

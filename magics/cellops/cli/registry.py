@@ -13,7 +13,7 @@ import click
 from ._common import Command, ExitCode, exit_with, table
 
 
-def _store():  # noqa: ANN202
+def _store():
     from ..registry.store import open_store
 
     return open_store()

@@ -203,6 +203,6 @@ def start_server(
     path = dashboard_notebook(settings, notebook)
     command = voila_command(path, port, preheat, pool_size, auth=token is not None)
     env = voila_environment(settings, model, token)
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+    return subprocess.Popen(  # our own interpreter and arguments
         command, env=env, cwd=str(settings.root), **popen
     )

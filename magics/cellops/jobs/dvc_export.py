@@ -70,7 +70,7 @@ def export_dvc(notebook: Path, settings: Settings, params_file: Path | None = No
             f"no step of {graph.notebook} declares --files-out, so there is no stage to write; "
             "declare the files a step writes, for example: %%step clean --files-out data/clean.csv"
         )
-    _check_outputs(graph, producing, root)
+    _check_outputs(producing, root)
     params_path = (params_file or Path(DEFAULT_PARAMS)).resolve()
     if not params_path.is_relative_to(root):
         params_path = root / (params_file or Path(DEFAULT_PARAMS))
@@ -94,7 +94,7 @@ def export_dvc(notebook: Path, settings: Settings, params_file: Path | None = No
     return report
 
 
-def _check_outputs(graph: StepGraph, producing: list[GraphStep], root: Path) -> None:
+def _check_outputs(producing: list[GraphStep], root: Path) -> None:
     owners: dict[str, str] = {}
     for step in producing:
         for out in step.files_out:

@@ -222,7 +222,7 @@ def run_job(request: JobRequest, settings: Settings | None = None) -> JobResult:
             )  # fmt: skip
             client, experiment_id = store.result()
             run_id = _finish_attempt(
-                client, experiment_id, request, notebook, output, settings,
+                client, experiment_id, request, notebook, output,
                 job_id, number, parameters, manifest.result(), failure, kernel,
             )  # fmt: skip
             attempts.append(
@@ -334,7 +334,7 @@ def _find_session_run(client: Any, experiment_id: str, job_id: str, number: int)
 
 
 def _finish_attempt(
-    client, experiment_id, request, notebook, output, settings, job_id, number,
+    client, experiment_id, request, notebook, output, job_id, number,
     parameters, manifest, failure, kernel,
 ) -> str:  # fmt: skip
     from mlflow.entities import Param, RunTag

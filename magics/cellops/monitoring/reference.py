@@ -174,7 +174,7 @@ def load_version_profile(store: RegistryStore, version: Any) -> ReferenceProfile
         try:
             with environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
                 path = store.call(
-                    lambda client: mlflow.artifacts.download_artifacts(
+                    lambda client: mlflow.artifacts.download_artifacts(  # noqa: ARG005 - store.call passes the client
                         artifact_uri=uri, dst_path=folder, tracking_uri=store.uri
                     )
                 )

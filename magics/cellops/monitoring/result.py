@@ -118,7 +118,7 @@ class DriftResult:
         lines = [table(COLUMN_HEADERS, self.table_rows()), *self.skipped_lines(), self.summary()]
         return "\n".join(lines)
 
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # noqa: ARG002 - IPython's protocol
         printer.text(str(self))
 
     def _repr_html_(self) -> str:

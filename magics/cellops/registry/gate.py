@@ -259,7 +259,7 @@ class _Parser:
     def conjunction(self) -> Expr | Condition:
         return self._logic("and", self.comparison)
 
-    def _logic(self, word: str, operand) -> Expr | Condition:  # noqa: ANN001
+    def _logic(self, word: str, operand) -> Expr | Condition:
         parts = [(self.token, operand())]
         while self.token.kind == "keyword" and self.token.text == word:
             self.advance()

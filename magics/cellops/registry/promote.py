@@ -97,7 +97,7 @@ class PromotionOutcome:
             lines += self.gate.lines()
         return "\n".join(lines)
 
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # noqa: ARG002 - IPython's protocol
         printer.text(str(self))
 
 

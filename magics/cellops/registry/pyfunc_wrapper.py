@@ -18,6 +18,6 @@ class PredictWrapper(mlflow.pyfunc.PythonModel):
     def __init__(self, model: Any):
         self.model = model
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201, ARG002
+    def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's PythonModel.predict signature
         # no type hints: MLflow would try to read them as the input schema
         return self.model.predict(model_input)

@@ -77,14 +77,14 @@ class RegisteredVersion:
             f"from run {self.run_id} in {self.seconds:.2f} s"
         )
 
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython shows the sentence
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # noqa: ARG002 - IPython's protocol; it shows the sentence
         printer.text(str(self))
 
 
 def register_model(
     model: Any,
     name: str,
-    X_sample: Any = None,  # noqa: N803 - the name data scientists use
+    X_sample: Any = None,  # the name data scientists use
     metrics: Mapping[str, float] | None = None,
     *,
     data: list[str] | None = None,
@@ -214,7 +214,7 @@ def _run_context() -> dict[str, str]:
     return context
 
 
-def _samples(X_sample: Any) -> tuple[Any, Any]:  # noqa: N803
+def _samples(X_sample: Any) -> tuple[Any, Any]:
     if X_sample is None:
         return None, None
     if hasattr(X_sample, "iloc"):
@@ -266,7 +266,7 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _save(model, flavor, local, logged, run_id, signature, example, requirements) -> None:  # noqa: ANN001
+def _save(model, flavor, local, logged, run_id, signature, example, requirements) -> None:
     from mlflow.models import Model
 
     mlflow_model = Model(
@@ -302,7 +302,7 @@ def _save(model, flavor, local, logged, run_id, signature, example, requirements
             cloudpickle.unregister_pickle_by_value(pyfunc_wrapper)
 
 
-def _create_version(client, name, logged, run, tags, description) -> Any:  # noqa: ANN001
+def _create_version(client, name, logged, run, tags, description) -> Any:
     # The source is the logged model's artifact location, not `models:/<model_id>`: MLflow's
     # SQL registry resolves the latter with a client on the *global* tracking URI (MLflow 3.17,
     # sqlalchemy_store.create_model_version), which is not this project's store.
@@ -327,7 +327,7 @@ def _create_version(client, name, logged, run, tags, description) -> Any:  # noq
     return create()
 
 
-def _version_tags(store, run, flavor, metrics, data, extra) -> dict[str, str]:  # noqa: ANN001
+def _version_tags(store, run, flavor, metrics, data, extra) -> dict[str, str]:
     from .store import job_context
 
     context = job_context()

@@ -340,7 +340,7 @@ def _positive(labels: Any) -> Any:
     return 1 if values <= {0, 1} or values <= {False, True} else sorted(values)[-1]
 
 
-def _auc(loaded: LoadedVersion, X: Any, y: Any, labels: Any) -> float | None:  # noqa: N803
+def _auc(loaded: LoadedVersion, X: Any, y: Any, labels: Any) -> float | None:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 

@@ -192,5 +192,5 @@ class _Scanner(ast.NodeVisitor):
 
     visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _visit_comprehension
 
-    def visit_Global(self, node: ast.Global) -> None:
+    def visit_Global(self, node: ast.Global) -> None:  # noqa: ARG002 - ast.NodeVisitor's signature
         return None

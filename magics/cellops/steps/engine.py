@@ -161,7 +161,7 @@ def _changed_since(session: Session, entry: CacheEntry) -> str:
     return "; ".join(reasons)
 
 
-def _base_tags(spec: StepSpec, plan: StepPlan) -> dict[str, str]:
+def _base_tags(plan: StepPlan) -> dict[str, str]:
     return {
         "cellops.key": plan.key,
         "cellops.code_digest": plan.code_digest,
@@ -179,7 +179,7 @@ def _restore(
     for label, ref in entry.files_out.items():
         store.restore_path(ref, session.settings.root / label)
     names = list(entry.restored) + list(entry.files_out)
-    run_future = recording.start_step_run(session, spec.name, _base_tags(spec, plan))
+    run_future = recording.start_step_run(session, spec.name, _base_tags(plan))
     record = recording.StepRecord(
         status="FINISHED",
         params=plan.params,
@@ -234,7 +234,7 @@ def _texts(spec, plan, output_digests, files_out, files_read=None) -> dict[str, 
 
 def _execute(session, spec, plan, store, cache, namespace, execute, output) -> StepOutcome:
     __tracebackhide__ = True
-    run_future = recording.start_step_run(session, spec.name, _base_tags(spec, plan))
+    run_future = recording.start_step_run(session, spec.name, _base_tags(plan))
     active = ActiveStep(spec.name, run_future)
     session.active_steps.append(active)
     read_values = [namespace[n] for n in plan.inputs if n in namespace]
@@ -324,7 +324,7 @@ def _record_run(session, spec, plan, store, cache, namespace, active, ran, outpu
     produced = [name for name in plan.outputs if name in namespace]
     produced += [name for name in changed if name not in produced]
     output_digests = {name: _digest_or_mark(namespace[name], settings.root) for name in produced}
-    metrics = _step_metrics(spec, namespace, active)
+    metrics = _step_metrics(spec, namespace)
     stat_cache = stat_cache_for(settings.state_dir)
     exclude = set(plan.files_in) | set(plan.files_out)
     reads = observed.file_reads(
@@ -410,7 +410,7 @@ def _save_entry_when_recorded(session, cache, entry: CacheEntry, run_future) -> 
 
     session.pending_entries[entry.key] = (entry, run_future)
 
-    def save(client: Any) -> None:
+    def save(client: Any) -> None:  # noqa: ARG001 - a tracker job gets the client
         try:
             entry.run_id = run_future.result()
             cache.save(entry)
@@ -430,9 +430,7 @@ def _pending_entry(session: Session, key: str) -> CacheEntry | None:
     return entry
 
 
-def _step_metrics(
-    spec: StepSpec, namespace: dict[str, Any], active: ActiveStep
-) -> dict[str, float]:
+def _step_metrics(spec: StepSpec, namespace: dict[str, Any]) -> dict[str, float]:
     metrics = {}
     for name in spec.metrics:
         if name not in namespace:
@@ -491,7 +489,7 @@ def _remember(session, spec, plan, state, duration, metrics, run_future, produce
     }
     save_step_state(session.settings, session.notebook_label, record)
 
-    def add_run_id(client: Any) -> None:
+    def add_run_id(client: Any) -> None:  # noqa: ARG001 - a tracker job gets the client
         record["run_id"] = run_future.result()
         save_step_state(session.settings, session.notebook_label, record)
 

@@ -172,7 +172,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
     def __init__(self, name: str, callback: Any):
         self.name, self.callback, self._finding = name, callback, False
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:  # noqa: ARG002 - importlib's finder protocol
         if fullname != self.name or self._finding:
             return None
         self._finding = True

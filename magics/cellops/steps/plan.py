@@ -108,7 +108,7 @@ def plan_step(session: Session, spec: StepSpec, namespace: dict[str, Any]) -> St
     files_in = {}
     stat_cache = stat_cache_for(session.settings.state_dir) if spec.files_in else None
     for raw in spec.files_in:
-        path = _project_path(session, raw)
+        path = _project_path(raw)
         _check_not_the_project(session, spec, "--files-in", raw, path)
         if not path.exists():
             raise CellopsUsageError(
@@ -188,13 +188,13 @@ def _is_scalar(value: Any) -> bool:
     return value is None or type(value) in (bool, int, float, str)
 
 
-def _project_path(session: Session, raw: str) -> Path:
+def _project_path(raw: str) -> Path:
     path = Path(raw)
     return (path if path.is_absolute() else Path(os.getcwd()) / path).resolve()
 
 
 def _output_path(session: Session, spec: StepSpec, raw: str) -> Path:
-    path = _project_path(session, raw)
+    path = _project_path(raw)
     root = session.settings.root
     _check_not_the_project(session, spec, "--files-out", raw, path)
     flag = f"step '{spec.name}': --files-out {shlex.quote(raw)}"

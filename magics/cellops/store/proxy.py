@@ -71,7 +71,7 @@ class ProxyClient:
 
         return call
 
-    def log_batch_plain(self, run_id: str, metrics=(), params=(), tags=()) -> None:  # noqa: ANN001
+    def log_batch_plain(self, run_id: str, metrics=(), params=(), tags=()) -> None:
         return self.__getattr__("log_batch_plain")(run_id, list(metrics), list(params), list(tags))
 
     def close(self) -> None:
