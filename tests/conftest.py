@@ -101,7 +101,7 @@ SLOW_MODULES = {
     "test_cell_output", "test_dashboard", "test_data_dvc", "test_drift_agreement",
     "test_drift_monitor", "test_gallery", "test_jobs", "test_jobs_failures", "test_jobs_templates",
     "test_notebooks", "test_reaper_sessions",
-    "test_registry", "test_step_correctness",
+    "test_registry", "test_registry_cli", "test_step_correctness",
 }  # fmt: skip
 SLOW_FIXTURES = {"ip", "store", "store_ip", "mlflow_server", "empty_mlflow_db"}
 
