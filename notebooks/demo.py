@@ -57,13 +57,48 @@ def main() -> int:
     )
     print("\nThe steps, as `cellops steps notebooks/quickstart.ipynb` shows them:\n")
     _print_steps_table()
-    from cellops.steps.report import ui_command
-
-    print("\nOpen every run, step, param and metric in the MLflow UI:\n")
-    print(f"  {ui_command(settings)}\n")
+    print("\nOpen every run, step, param and metric in MLflow's UI:\n")
+    print(f"  {_ui_pointer(settings, LABEL)}\n")
     executed = [_relative(REPORTS / f"quickstart-run{n}.ipynb") for n in (1, 2)]
     print(f"The executed notebooks: {executed[0]} and {executed[1]}")
-    return _retraining_job()
+    code = _retraining_job()
+    if code == 0:
+        _in_mlflow(settings)
+    return code
+
+
+def _in_mlflow(settings: Any) -> None:
+    """The demo's end: where what it recorded is in MLflow's UI, on its run tables (MLflow 3
+    opens an experiment on its GenAI overview, where cellops' runs do not show)."""
+    pages = [
+        (LABEL, "the quickstart's sessions and their steps"),
+        ("notebooks/retrain.ipynb", "the retraining jobs and their steps"),
+        ("models:/fraud@champion", "the champion model version"),
+    ]
+    print("\n== What the demo recorded, in MLflow's UI ==")
+    for target, what in pages:
+        print(f"  {_ui_pointer(settings, target)}\n      {what}")
+    print("(`cellops ui TARGET` starts MLflow's UI on this store and opens the page; Ctrl-C")
+    print(" stops it. `cellops ui` alone opens the runs of the notebook run last.)")
+
+
+def _ui_pointer(settings: Any, target: str) -> str:
+    """The page's link when MLflow's UI for this store is known (a running `cellops ui`,
+    `mlflow_ui_url`, a tracking server), else the `cellops ui` command that opens it."""
+    import dataclasses
+
+    from cellops.errors import CellopsError
+    from cellops.store.links import ui_base_url
+    from cellops.store.ui_server import resolve_target
+
+    base = ui_base_url(settings)
+    if base:
+        absolute = str(REPO / target) if target.endswith(".ipynb") else target
+        try:
+            return dataclasses.replace(resolve_target(settings, absolute), base=base).url
+        except CellopsError:
+            pass  # not recorded after all: the command says so when run
+    return f"cellops ui {target}"
 
 
 def _retraining_job() -> int:

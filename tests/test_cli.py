@@ -131,7 +131,7 @@ def test_store_follows_the_environment(project: Path, monkeypatch) -> None:
     result = CliRunner().invoke(cli, ["store"])
     assert result.exit_code == 0, result.output
     assert "tracking store: http://127.0.0.1:5999" in result.output
-    assert "open http://127.0.0.1:5999 in a browser" in result.output
+    assert "MLflow's UI for this store: http://127.0.0.1:5999" in result.output
 
 
 def test_cli_runner_steps_on_a_notebook(project: Path) -> None:

@@ -27,6 +27,7 @@ class Settings:
     root: Path
     tracking_uri: str
     artifact_root: Path
+    mlflow_ui_url: str | None = None  # where links to MLflow's UI point (see store/links.py)
 
     @property
     def state_dir(self) -> Path:
@@ -104,4 +105,15 @@ def load_settings(start: str | os.PathLike[str] | None = None, **overrides: Any)
     )
     if not artifact_root.is_absolute():
         artifact_root = root / artifact_root
-    return Settings(root=root, tracking_uri=str(tracking_uri), artifact_root=artifact_root)
+    ui_url = (
+        overrides.get("mlflow_ui_url")
+        or os.environ.get("CELLOPS_MLFLOW_UI_URL")
+        or table.get("mlflow_ui_url")
+        or None
+    )
+    return Settings(
+        root=root,
+        tracking_uri=str(tracking_uri),
+        artifact_root=artifact_root,
+        mlflow_ui_url=str(ui_url) if ui_url else None,
+    )

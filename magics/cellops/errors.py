@@ -105,3 +105,13 @@ class StoreFullError(CellopsError):
 
 class StoreWriteError(CellopsError):
     """Records that did not reach the store (reported by `%cellops flush`): which write, why."""
+
+
+class UiTargetError(CellopsUsageError):
+    """`cellops ui TARGET` names nothing the store holds (an unknown run id, a notebook with no
+    runs yet, an unknown model or version): the message says what to type instead."""
+
+
+class UiServerError(CellopsError):
+    """`cellops ui` could not start MLflow's UI (it exited, or never answered): the message
+    holds the end of its log."""

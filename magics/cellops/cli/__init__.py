@@ -56,3 +56,7 @@ cli.add_command(monitor_command)
 from .dashboard import dashboard_command  # noqa: E402
 
 cli.add_command(dashboard_command)
+
+from .ui import ui_command  # noqa: E402
+
+cli.add_command(ui_command)

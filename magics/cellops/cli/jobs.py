@@ -245,6 +245,10 @@ def describe_job(result) -> str:  # a JobResult
     if result.metrics:
         lines.append("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
     lines.append(f"notebook: {result.attempts[-1].output}")
+    from ..config import load_settings
+    from ..store.links import run_sentence
+
+    lines.append(f"MLflow: {run_sentence(load_settings(result.notebook.parent), result.run_id)}")
     if result.html:
         lines.append(f"html: {result.html}")
     failure = result.failure

@@ -85,9 +85,11 @@ def rollback_command(name: str, reason: str | None) -> None:
 @click.option("-n", "--limit", type=click.IntRange(1), default=100, show_default=True)
 def history_command(name: str, limit: int) -> None:
     """What happened to model NAME: registrations, gate decisions, promotions, rollbacks."""
-    from ..registry.audit import format_history, history
+    from ..registry.audit import format_history, history, history_links
 
-    click.echo(format_history(name, history(_store(), name, limit)))
+    store = _store()
+    click.echo(format_history(name, history(store, name, limit)))
+    click.echo("\n".join(history_links(store, name)))
 
 
 @click.command(name="models", cls=Command)

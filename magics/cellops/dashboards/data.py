@@ -15,6 +15,7 @@ from typing import Any
 
 from ..monitoring.result import COLUMN_HEADERS  # noqa: F401 - the dashboard notebook reads it from here
 from ..registry.store import RegistryStore
+from ..store.links import UiLink, UiLinks
 
 JOB_KIND = "job"
 NO_CHECKS = "no drift checks yet: run cellops drift --model {name} --current PATH"
@@ -240,7 +241,7 @@ def _missing_share(profile: Any) -> float:
     return profile.missing / total if total else 0.0
 
 
-def _numeric(column: str, ref: Any, cur: Any, bins: int, top: int) -> Distribution:
+def _numeric(column: str, ref: Any, cur: Any, bins: int, top: int) -> Distribution:  # noqa: ARG001 - called as _categorical is
     import numpy as np
 
     sides = [_fine_histogram(p) for p in (ref, cur)]
@@ -291,7 +292,7 @@ def _fine_histogram(profile: Any) -> tuple[Any, Any] | None:
     return edges, counts
 
 
-def _categorical(column: str, ref: Any, cur: Any, bins: int, top: int) -> Distribution:
+def _categorical(column: str, ref: Any, cur: Any, bins: int, top: int) -> Distribution:  # noqa: ARG001 - called as _numeric is
     counts = [_category_counts(p) for p in (ref, cur)]
     totals = [sum(c.values()) + (_other(p)) for c, p in zip(counts, (ref, cur), strict=True)]
     weight: dict[str, float] = {}
@@ -330,6 +331,7 @@ class RegistryView:
     aliases: dict[str, str] = field(default_factory=dict)
     last_promotion: str = ""
     last_event: str = ""
+    links: list[UiLink] = field(default_factory=list)  # each version's page in MLflow's UI
 
 
 def registry_view(store: RegistryStore, model: str) -> RegistryView:
@@ -346,6 +348,7 @@ def registry_view(store: RegistryStore, model: str) -> RegistryView:
     for v in info.versions:
         metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items()))
         rows.append((v.version, ", ".join(v.aliases), v.created, v.user, metrics, v.gate_text()))
+    links = UiLinks(store.settings)
     aliases = {
         alias: version
         for alias, version in (
@@ -356,6 +359,7 @@ def registry_view(store: RegistryStore, model: str) -> RegistryView:
         if version
     }
     view = RegistryView(True, rows, aliases)
+    view.links = [links.model_version(model, v.version) for v in info.versions]
     events = [e for e in history(store, model, limit=200) if e.kind != "register"]
     moves = [e for e in events if e.kind in ("promote", "rollback") and e.champion_after]
     moves = [e for e in moves if e.champion_after != e.champion_before]
@@ -392,6 +396,7 @@ class JobRow:
     status: str
     duration: str
     link: str
+    mlflow: UiLink | None = None  # the job run's page in MLflow's UI
 
     def cells(self) -> tuple[str, ...]:
         return (self.job, self.notebook, self.started, self.status, self.duration, self.link)
@@ -424,14 +429,15 @@ def recent_jobs(store: RegistryStore, model: str | None = None, limit: int = 10)
     runs, registered = store.call(read)
     checks = {c.run_id for c in list_checks(store, model, 200)} if model else set()
     runs.sort(key=lambda r: r.info.start_time or 0, reverse=True)
+    links = UiLinks(store.settings)
     rows = []
     for run in runs[:limit]:
         tags = run.data.tags
         job = tags.get("cellops.job", "")
-        links = [registered[job]] if job in registered else []
+        related = [registered[job]] if job in registered else []
         trigger = tags.get("cellops.monitoring.triggered_by", "")
         if trigger and trigger in checks:
-            links.append(f"retraining after drift check {trigger[:8]}")
+            related.append(f"retraining after drift check {trigger[:8]}")
         rows.append(
             JobRow(
                 job or run.info.run_id[:8],
@@ -439,7 +445,8 @@ def recent_jobs(store: RegistryStore, model: str | None = None, limit: int = 10)
                 _stamp(run.info.start_time),
                 _job_status(run),
                 _duration(run.info.start_time, run.info.end_time),
-                "; ".join(links),
+                "; ".join(related),
+                links.run(run.info.run_id, run.info.experiment_id, f"job {job}"),
             )
         )
     return rows
@@ -466,3 +473,16 @@ def _duration(start: int | None, end: int | None) -> str:
         return ""
     seconds = max(end - start, 0) / 1000
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def link_html(link: UiLink | None) -> str:
+    """A page of MLflow's UI as the dashboard shows it: a link when a UI is known (opening in
+    a new tab), else the `cellops ui` command that opens it."""
+    import html
+
+    if link is None:
+        return ""
+    if link.url:
+        url = html.escape(link.url, quote=True)
+        return f'<a class="cellops-mlflow" href="{url}" target="_blank" rel="noopener">open</a>'
+    return f'<code class="cellops-mlflow">{html.escape(link.command)}</code>'

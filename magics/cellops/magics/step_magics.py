@@ -210,7 +210,8 @@ class StepMagics(Magics):
         Usage::
 
             %cellops status     # this notebook's steps: fresh, cached, stale, failed, never run
-            %cellops store      # where runs are recorded, and the `mlflow ui` command for it
+                                # (and the link to their runs in MLflow's UI)
+            %cellops store      # where runs are recorded, and how `cellops ui` opens them
             %cellops flush      # wait until every pending write reached the store
             %cellops lineage    # the step graph: input files and params, steps, output files
             %cellops register model --name fraud --sample X_test --metrics f1,auc
@@ -241,9 +242,12 @@ class StepMagics(Magics):
             raise UsageError(str(exc)) from None
 
     def _status(self) -> Any:
-        from ..steps.report import status_frame
+        from ..steps.report import status_frame, status_link
 
-        return status_frame(ensure_session(), self.shell.user_ns)
+        session = ensure_session()
+        frame = status_frame(session, self.shell.user_ns)
+        print(status_link(session))  # the link to these runs in MLflow's UI, or how to open it
+        return frame
 
     def _store(self) -> None:
         from ..steps.report import store_summary

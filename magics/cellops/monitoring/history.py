@@ -97,8 +97,12 @@ def experiment_id(client: Any, model: str, create: bool = False) -> str | None:
         return found.experiment_id
     if not create:
         return None
+    from ..store.links import EXPERIMENT_TAGS  # the kind MLflow's UI reads
+
     try:
-        return client.create_experiment(name, tags={TAG_KIND: KIND, TAG_MODEL: model})
+        return client.create_experiment(
+            name, tags={TAG_KIND: KIND, TAG_MODEL: model, **EXPERIMENT_TAGS}
+        )
     except Exception as exc:  # another process created it first
         if "already exists" not in str(exc).lower():
             raise

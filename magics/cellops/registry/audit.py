@@ -235,6 +235,22 @@ def history(store: RegistryStore, name: str, limit: int = 100) -> list[HistoryEn
     return store.call(read)
 
 
+def history_links(store: RegistryStore, name: str) -> list[str]:
+    """Where model `name` and its events are in MLflow's UI: the links, or the command that
+    opens the model (the events' link needs a UI to point at)."""
+    from ..store.links import UiLinks
+
+    links = UiLinks(store.settings)
+    lines = [f"in MLflow: {links.model(name).sentence()}"]
+    if links.base:
+        found = store.call(lambda client: client.get_experiment_by_name(EVENTS_EXPERIMENT))
+        if found is not None:
+            search = f"tags.`cellops.model` = '{name}'"
+            page = links.experiment_runs(found.experiment_id, "its events", search)
+            lines.append(f"its events: {page.url}")
+    return lines
+
+
 def format_history(name: str, entries: list[HistoryEntry]) -> str:
     if not entries:
         return f"{name}: nothing recorded yet"

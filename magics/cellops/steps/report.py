@@ -56,16 +56,64 @@ def store_summary(settings: Settings) -> str:
         f"tracking store: {settings.tracking_uri}",
         f"artifacts:      {settings.artifact_root}",
         f"step cache:     {settings.cache_dir}",
-        "open it with:",
-        f"  {ui_command(settings)}",
+        *ui_advice(settings),
     ]
     return "\n".join(lines)
 
 
+def ui_advice(settings: Settings, label: str | None = None) -> list[str]:
+    """How to open the store (or notebook `label`'s runs) in MLflow's UI, on its run tables:
+    `cellops ui`, the UI's address when one is known, and plain `mlflow ui` for the store on
+    this machine (whose experiments open on MLflow's GenAI overview: the runs are a click
+    away, under "Model training")."""
+    from ..store.links import UiLinks, is_remote
+
+    links = UiLinks(settings)
+    remote = is_remote(settings)
+    starts = "" if remote or links.base else "starts MLflow's UI on this store and "
+    opens = f"cellops ui {label}   ({starts}opens this notebook's runs)" if label else (
+        f"cellops ui   ({starts}opens the runs of the notebook run last)"
+    )  # fmt: skip
+    lines = [
+        "open it in MLflow's UI, on the runs cellops recorded:",
+        f"  {opens}",
+        "  cellops ui NOTEBOOK | RUN_ID | models:/NAME[/V|@ALIAS]   (a notebook, a run, a model)",
+    ]
+    if links.base:
+        lines.append(f"  MLflow's UI for this store: {links.base}")
+    if not remote:
+        lines += [
+            'or with MLflow alone (then choose "Model training", the experiment, "Runs"):',
+            f"  {ui_command(settings)}",
+        ]
+    return lines
+
+
 def ui_command(settings: Settings) -> str:
+    """The plain `mlflow ui` command on the project's store (as `cellops ui` starts it)."""
     if settings.tracking_uri.startswith(("http://", "https://")):
         return f"open {settings.tracking_uri} in a browser"
     return (
         f"mlflow ui --backend-store-uri {settings.tracking_uri} "
         f"--default-artifact-root {settings.artifact_root.as_uri()}"
     )
+
+
+def status_link(session: Session) -> str:
+    """Where this notebook's runs are in MLflow's UI: the link, or the command that opens it
+    (`%cellops status` prints it above the table). Never waits for a session run the store
+    has not opened yet."""
+    from ..store.links import UiLinks
+
+    future = session.run_future
+    opened = future.done() and future.exception() is None
+    experiment_id = future.result().experiment_id if opened else None
+    label = session.notebook_label if session.notebook.path else ""
+    if not label:  # an IPython session: its experiment, as `cellops ui` lists them
+        link = UiLinks(session.settings)
+        if experiment_id is not None and link.base:
+            page = link.experiment_runs(experiment_id, "this session's runs")
+            return f"MLflow: {page.url}"
+        return "MLflow: `cellops ui` opens the runs of the notebook run last in MLflow's UI"
+    page = UiLinks(session.settings).notebook_runs(label, experiment_id)
+    return f"MLflow: {page.sentence()}"

@@ -233,15 +233,22 @@ def _param_text(source: str) -> str:
 
 
 def ensure_experiment(client: Any, settings: Settings, name: str) -> str:
+    """The experiment `name`, made if missing, tagged with the kind MLflow's UI reads (one
+    made before cellops tagged them gets the tag now, unless it has a kind of its own)."""
+    from .links import EXPERIMENT_KIND_TAG, EXPERIMENT_TAGS
+
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in (getattr(experiment, "tags", None) or {}):
+            for key, value in EXPERIMENT_TAGS.items():
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     location = None
     if settings.tracking_uri.startswith(("sqlite:", "file:", "/")):
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "default"
         location = (settings.artifact_root / safe).as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
     except Exception:  # another process created it first
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

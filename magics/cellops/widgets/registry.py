@@ -43,6 +43,7 @@ class RegistryPanel(widgets.VBox):
             layout=widgets.Layout(display="none"),
         )
         self.status = widgets.HTML()
+        self.mlflow = widgets.HTML()  # the version's page in MLflow's UI, or how to open it
         self.model.observe(self._on_model, names="value")
         self.version.observe(self._on_version, names="value")
         self.promote_button.on_click(self._ask_promote)
@@ -58,6 +59,7 @@ class RegistryPanel(widgets.VBox):
                 self.confirm_box,
                 self.status,
                 self.gate,
+                self.mlflow,
             ]
         )
         self.info: Any = None
@@ -114,6 +116,7 @@ class RegistryPanel(widgets.VBox):
         self._on_version({"new": self.version.value})
 
     def _on_version(self, change: dict) -> None:
+        self.mlflow.value = self._mlflow_html(change["new"])
         version = self._version_info(change["new"])
         gist = version.last_gate if version else None
         if not gist:
@@ -127,6 +130,23 @@ class RegistryPanel(widgets.VBox):
         if gist.get("reason"):
             lines.append(f"reason: {gist['reason']}")
         self.gate.value = f"<pre>{html.escape(chr(10).join(lines))}</pre>"
+
+    def _mlflow_html(self, version: str | None) -> str:
+        """A link to the version's page in MLflow's UI (the model's, when no version is
+        chosen), or the command that opens it."""
+        from ..store.links import UiLinks
+
+        name = self.model.value
+        if not name:
+            return ""
+        links = UiLinks(self.store.settings)
+        link = links.model_version(name, version) if version else links.model(name)
+        if link.url:
+            return (
+                f'<a href="{html.escape(link.url, quote=True)}" target="_blank" '
+                f'rel="noopener">{html.escape(link.what)} in MLflow</a>'
+            )
+        return f"<code>{html.escape(link.command)}</code> opens {html.escape(link.what)} in MLflow"
 
     def _version_info(self, version: str | None) -> Any:
         if not self.info:
@@ -197,4 +217,5 @@ class RegistryPanel(widgets.VBox):
             "status": html.unescape(self.status.value),
             "confirming": self.confirm_box.layout.display != "none",
             "question": html.unescape(self.question.value),
+            "mlflow": self.mlflow.value,
         }
