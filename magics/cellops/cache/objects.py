@@ -36,7 +36,7 @@ import xxhash
 
 from .._fs import read_json, temp_path_beside
 from ..errors import CorruptObjectError, UnserializableError, UntrustedObjectError
-from ..store.reaper import process_start_time
+from ..store.reaper import process_alive, process_start_time
 from . import signing
 from .hashing import file_digest, path_digest
 
@@ -264,22 +264,7 @@ def _abandoned(path: Path) -> bool:
             return False
     if match["host"] != _host_tag():
         return False
-    return not _process_alive(int(match["pid"]), match["start"])
-
-
-def _process_alive(pid: int, start: str) -> bool:
-    started = process_start_time(pid)
-    if started is not None:
-        return not start or started == start  # another process with a reused pid: gone
-    if os.path.isdir("/proc"):
-        return False  # gone, or a zombie
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not process_alive(int(match["pid"]), match["start"])
 
 
 def _remove_unlocked(path: Path) -> bool:

@@ -32,7 +32,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..errors import CellopsError
-from .reaper import process_start_time
+from .reaper import process_alive, process_start_time
 
 ADDRESS_VAR = "CELLOPS_STORE_PROXY"
 KEY_VAR = "CELLOPS_STORE_PROXY_KEY"
@@ -172,16 +172,7 @@ def _owner_alive(name: str, path: str) -> bool:
     if match is None:
         return _legacy_alive(path)
     pid, started = int(match[1]), match[2]
-    if not os.path.exists("/proc/self/stat"):  # no start times here: is the pid in use?
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    now = process_start_time(pid)  # None when gone, or a zombie
-    return now is not None and (started == "0" or now == started)
+    return process_alive(pid, None if started == "0" else started)
 
 
 def _legacy_alive(path: str) -> bool:

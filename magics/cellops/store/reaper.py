@@ -27,6 +27,22 @@ def process_start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether process `pid` still runs and, when its start time `started` is known, is the
+    same process (not another one that reused the pid). Without /proc, only whether the pid
+    is in use."""
+    if not os.path.isdir("/proc"):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    now = process_start_time(pid)  # None when gone, or a zombie
+    return now is not None and (not started or now == started)
+
+
 def owner_tags(pid: int | None = None) -> dict[str, str]:
     pid = pid or os.getpid()
     return {
@@ -41,8 +57,7 @@ def _owner_alive(tags: dict[str, str]) -> bool:
         pid = int(tags.get("cellops.pid", ""))
     except ValueError:
         return True  # not ours to judge
-    started = process_start_time(pid)
-    return started is not None and started == tags.get("cellops.pid_start", started)
+    return process_alive(pid, tags.get("cellops.pid_start"))
 
 
 VIEW_ALL = 3  # mlflow.entities.ViewType.ALL, without importing mlflow into a job's kernel
