@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from .._text import split_names
 from ..errors import CellopsUsageError
 from ._common import Command, ExitCode, exit_with
 
@@ -23,7 +24,7 @@ from ._common import Command, ExitCode, exit_with
 def _columns(text: str | None) -> list[str] | None:
     if text is None:
         return None
-    names = [part.strip() for part in text.split(",") if part.strip()]
+    names = split_names(text)
     if not names:
         raise CellopsUsageError("--columns needs at least one column name, e.g. --columns a,b")
     return names

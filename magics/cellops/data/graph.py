@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import project_label
+from .._text import split_names
 from ..config import Settings
 from ..steps.cell_names import analyze_cell
 from ..steps.notebook import read_step_cells
@@ -77,7 +78,7 @@ def parse_step_args(args: str) -> dict[str, Any]:
             if value is None and i + 1 < len(words):
                 i += 1
                 value = words[i]
-            parts = [p.strip() for p in (value or "").split(",") if p.strip()]
+            parts = split_names(value)
             parsed[_LIST_FLAGS[word]] = (parsed[_LIST_FLAGS[word]] or []) + parts
         i += 1
     return parsed

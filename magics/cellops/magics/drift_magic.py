@@ -9,6 +9,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from .._text import split_names
+
 
 @magic_arguments()
 @argument("reference", help="A notebook variable (DataFrame), a data file, or models:/NAME@alias.")
@@ -70,7 +72,7 @@ def drift(shell: Any, line: str) -> Any:
     namespace = shell.user_ns
     reference = _resolve(namespace, args.reference, "REF", models=True)
     current = _resolve(namespace, args.current, "CUR", models=False)
-    columns = [c.strip() for c in (args.columns or "").split(",") if c.strip()] or None
+    columns = split_names(args.columns) or None
     reference, columns = model_reference(reference, columns)
     return compare(
         reference,

@@ -7,6 +7,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from .._text import split_names
+
 
 @magic_arguments()
 @argument("var", help="The notebook variable holding the trained model.")
@@ -66,13 +68,10 @@ def register(shell: Any, line: str) -> Any:
     model = _lookup(namespace, args.var, "model variable")
     sample = _lookup(namespace, args.sample, "sample variable") if args.sample else None
     metrics = {}
-    for item in (args.metrics or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
+    for item in split_names(args.metrics):
         key, _, variable = item.partition("=")
         metrics[key.strip()] = _lookup(namespace, (variable or key).strip(), "metric variable")
-    data = [p.strip() for p in (args.data or "").split(",") if p.strip()] or None
+    data = split_names(args.data) or None
     # a variable, else a file path (register_model says if it is neither)
     reference = namespace.get(args.reference, args.reference) if args.reference else None
     attachments = reference_attachments(reference)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .._text import split_names
 from ..errors import CellopsUsageError
 from . import choice
 from .engines import get_engine
@@ -44,7 +45,7 @@ def drift(
     check_share_threshold(share_threshold)
     choice.check_stattest(stattest)
     if isinstance(columns, str):
-        columns = [c.strip() for c in columns.split(",") if c.strip()]
+        columns = split_names(columns)
 
     ref = _load_reference(reference, columns, chosen.strings_as_categories)
     chosen.check_reference(ref)
