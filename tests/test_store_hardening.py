@@ -106,6 +106,24 @@ def assert_everything_under(client: MlflowClient, root: Path, before: set[str]) 
 # -- moved and copied projects -------------------------------------------------------------------
 
 
+def rerun_steps(ip) -> None:
+    """The original's two steps again (hits) and a new one, then end the session."""
+    run(ip, "%%step load\nrows = [1, 2, 3]")
+    run(ip, "%%step total\ntotal = sum(rows)\nprint(total)")
+    run(ip, "%%step more\nmore = total + 1")
+    run(ip, "%cellops flush")
+    end_cellops(ip)
+
+
+def new_step_states(client: MlflowClient, experiment_id: str, before: set[str]) -> dict[str, str]:
+    """The state of each step run recorded since `before`."""
+    return {
+        r.data.tags["cellops.step"]: r.data.tags["cellops.state"]
+        for r in client.search_runs([experiment_id], "tags.`cellops.kind` = 'step'")
+        if r.info.run_id not in before
+    }
+
+
 def record_in_original(ip, project: Path) -> tuple[str, set[str]]:
     """Two recorded steps in the project; the interactive experiment's id and the run ids."""
     run(ip, "%%step load\nrows = [1, 2, 3]")
@@ -141,11 +159,7 @@ def test_a_moved_project_writes_every_new_artifact_under_its_new_root(
     assert f"moved or copied from {project} to {moved}" in result.stderr
 
     ip.run_line_magic("load_ext", "cellops")
-    run(ip, "%%step load\nrows = [1, 2, 3]")  # hits: new (cached) runs
-    run(ip, "%%step total\ntotal = sum(rows)\nprint(total)")
-    run(ip, "%%step more\nmore = total + 1")
-    run(ip, "%cellops flush")
-    end_cellops(ip)
+    rerun_steps(ip)  # load and total hit: new (cached) runs
 
     assert not project.exists()  # nothing recreated the old root
     client = MlflowClient(default_tracking_uri(moved))
@@ -156,12 +170,11 @@ def test_a_moved_project_writes_every_new_artifact_under_its_new_root(
     )
     interactive = client.get_experiment_by_name("moved/interactive")
     assert interactive is not None and interactive.experiment_id == interactive_id
-    states = {
-        r.data.tags["cellops.step"]: r.data.tags["cellops.state"]
-        for r in client.search_runs([interactive_id], "tags.`cellops.kind` = 'step'")
-        if r.info.run_id not in before
+    assert new_step_states(client, interactive_id, before) == {
+        "load": "cached",
+        "total": "cached",
+        "more": "executed",
     }
-    assert states == {"load": "cached", "total": "cached", "more": "executed"}
     version = client.get_model_version("m", "1")
     assert version.source.startswith(moved.as_uri() + "/.cellops/artifacts/")
     assert client.get_logged_model(logged.model_id).artifact_location.startswith(moved.as_uri())
@@ -182,11 +195,7 @@ def test_a_copied_project_writes_into_the_copy_and_leaves_the_original_untouched
 
     capsys.readouterr()
     reload_cellops(ip, copy, monkeypatch)
-    run(ip, "%%step load\nrows = [1, 2, 3]")
-    run(ip, "%%step total\ntotal = sum(rows)\nprint(total)")
-    run(ip, "%%step more\nmore = total + 1")
-    run(ip, "%cellops flush")
-    end_cellops(ip)
+    rerun_steps(ip)
     assert f"moved or copied from {project} to {copy}" in capsys.readouterr().err
     result = cellops("run", "job.ipynb", "--no-progress")
     assert result.exit_code == 0, result.output
@@ -197,12 +206,11 @@ def test_a_copied_project_writes_into_the_copy_and_leaves_the_original_untouched
     assert_everything_under(client, copy, before)
     interactive = client.get_experiment_by_name("copy/interactive")
     assert interactive is not None and interactive.experiment_id == interactive_id
-    states = {
-        r.data.tags["cellops.step"]: r.data.tags["cellops.state"]
-        for r in client.search_runs([interactive_id], "tags.`cellops.kind` = 'step'")
-        if r.info.run_id not in before
+    assert new_step_states(client, interactive_id, before) == {
+        "load": "cached",
+        "total": "cached",
+        "more": "executed",
     }
-    assert states == {"load": "cached", "total": "cached", "more": "executed"}
     first = MlflowClient(default_tracking_uri(project))  # the original still reads as before
     assert {r.info.run_id for r in all_runs(first)} == before
     assert first.get_experiment_by_name("proj/interactive").experiment_id == interactive_id
