@@ -98,10 +98,13 @@ def _uses_server(item: pytest.Item) -> bool:
 # Modules whose every test starts a kernel, a server, a browser, DVC or Evidently; elsewhere a
 # test is slow when it uses a store or a shell (MLflow's SQLite store) or marks itself.
 SLOW_MODULES = {
-    "test_cell_output", "test_dashboard", "test_data_dvc", "test_drift_agreement",
+    "test_cell_output", "test_dashboard", "test_dashboard_burst", "test_data_dvc",
+    "test_drift_agreement",
     "test_drift_monitor", "test_gallery", "test_jobs", "test_jobs_failures", "test_jobs_templates",
+    "test_lab_browser", "test_lab_frontend", "test_lab_packaging", "test_lab_server",
     "test_notebooks", "test_reaper_sessions",
-    "test_registry", "test_registry_cli", "test_step_correctness",
+    "test_registry", "test_registry_cli", "test_serve", "test_served_monitor",
+    "test_step_correctness",
 }  # fmt: skip
 SLOW_FIXTURES = {"ip", "store", "store_ip", "mlflow_server", "empty_mlflow_db"}
 

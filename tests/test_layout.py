@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "magics" / "cellops"
 
 # lowest first: a stage may import the ones before it, never one after it
 STAGES = ["base", "store", "cache", "steps", "data", "jobs", "registry", "monitoring",
-          "dashboards", "adapters"]  # fmt: skip
+          "serving", "dashboards", "adapters"]  # fmt: skip
 ADAPTERS = {"magics", "widgets", "cli"}
 FRONT_END_LIBRARIES = {"IPython", "ipywidgets", "tornado", "click", "cellops_lab"}
 

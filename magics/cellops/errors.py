@@ -115,3 +115,28 @@ class UiTargetError(CellopsUsageError):
 class UiServerError(CellopsError):
     """`cellops ui` could not start MLflow's UI (it exited, or never answered): the message
     holds the end of its log."""
+
+
+class AliasNotFoundError(CellopsUsageError):
+    """`cellops serve NAME --alias A` where model NAME has no alias A: nothing is started; the
+    message names the aliases the model has (or how to give it a champion)."""
+
+
+class PortInUseError(CellopsUsageError):
+    """`cellops serve --port P` where something already listens on P: the message says which
+    address, and to pick another port with --port."""
+
+
+class ServeRequestError(CellopsUsageError):
+    """A request the model server refuses (not JSON, over the size limit, a missing, extra or
+    wrongly typed column): answered with `status` and a JSON body naming the column or limit;
+    the server goes on serving."""
+
+    def __init__(self, message: str, status: int = 400, **details: object):
+        super().__init__(message)
+        self.status, self.details = status, details
+
+
+class FeedbackError(CellopsUsageError):
+    """Labels that cannot be joined to served predictions: a request id never served (or a
+    row it did not have), or a label whose type is not the prediction's. Nothing is written."""

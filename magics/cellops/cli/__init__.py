@@ -60,3 +60,8 @@ cli.add_command(dashboard_command)
 from .ui import ui_command  # noqa: E402
 
 cli.add_command(ui_command)
+
+from .serve import feedback_command, serve_command  # noqa: E402
+
+cli.add_command(serve_command)
+cli.add_command(feedback_command)

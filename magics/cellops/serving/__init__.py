@@ -1,0 +1,1 @@
+"""Serving the registry's models: the model server, rollouts and the prediction log."""
