@@ -31,10 +31,13 @@ from mlflow.tracking import MlflowClient
 from cellops.config import load_settings
 from cellops.dashboards import data as dd
 from cellops.dashboards.server import (
+    APP_MODULE,
+    Limits,
     browser_page,
     dashboard_url,
     free_port,
     new_token,
+    snapshot_path,
     start_server,
     voila_command,
     voila_environment,
@@ -58,6 +61,7 @@ DRIFTED = [[], ["x0", "x1"], ["x0", "x1", "x2"]]
 LATEST_SCORES = {"x0": 0.0012, "x1": 0.0034, "x2": 0.0216, "x3": 0.41, "x4": 0.77}
 JOB_OK, JOB_FAILED = "retrain-20250101-120000-ab12", "retrain-20250102-120000-cd34"
 PAGE_VIEWS = 2  # page loads in this module: each takes one pre-heated kernel
+LIMITS = Limits(max_kernels=4, cull_seconds=600, refresh_seconds=1)
 MARKER = 123.456789012  # a raw value of the checked data: must never reach a page
 
 
@@ -167,15 +171,15 @@ def dash_root(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path) -
 
 @pytest.fixture(scope="module")
 def voila(dash_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A real Voila on 127.0.0.1 serving the dashboard with pre-heated kernels, as `cellops
-    dashboard` runs it (with a token); one kernel per page view of this module is heated at
-    start."""
+    """A real (bounded) Voila on 127.0.0.1 serving the dashboard with pre-heated kernels, as
+    `cellops dashboard` runs it (with a token); one kernel per page view of this module is
+    heated at start."""
     port, token = free_port(0), new_token()
     log = open(tmp_path_factory.mktemp("voila") / "voila.log", "w")  # noqa: SIM115
     process = start_server(
         load_settings(dash_root), port, preheat=True, pool_size=PAGE_VIEWS,
         notebook=REPO / "notebooks" / "drift_dashboard.ipynb", token=token, stdout=log,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.STDOUT, limits=LIMITS,
     )  # fmt: skip
     try:
         yield process, Served(port, token)
@@ -214,8 +218,19 @@ def export_run(dash_project: Path):
 
 @pytest.fixture(scope="module")
 def server(dash_project: Path, voila, export_run) -> Served:
+    """The module's Voila, once its shared snapshot holds everything `_build` recorded."""
+    import json
+    import time
+
     process, served = voila
-    wait_ready(process, served.port)
+    built = time.time()  # a snapshot read after this holds every record
+    wait_ready(process, served.port, snapshot=snapshot_path(load_settings(dash_project),
+                                                            served.port))  # fmt: skip
+    status = f"http://127.0.0.1:{served.port}/cellops/status?token={served.token}"
+    deadline = time.monotonic() + 120
+    while (json.loads(_get(status)[2]).get("snapshot_built") or 0) < built:
+        assert time.monotonic() < deadline, "the refresher never read the store again"
+        time.sleep(0.2)
     return served
 
 
@@ -431,7 +446,7 @@ def test_cli_serves_the_url_it_prints(dash_project: Path, tmp_path: Path, no_tok
         status, _, body = _get(url)  # the printed URL opens the dashboard, run to its end
         assert status == 200 and "widget-view+json" in body
         commands = _command_lines(process.pid)
-        voila = [pid for pid, command in commands.items() if "-m voila" in command]
+        voila = [pid for pid, command in commands.items() if f"-m {APP_MODULE}" in command]
         assert voila and any("ipykernel" in command for command in commands.values())
         if not no_token:  # the token is on no command line that `ps` shows other users
             assert all(found.group(1) not in c for c in commands.values()), commands
@@ -466,6 +481,12 @@ def test_token_url_environment_and_browser_page(dash_root: Path, monkeypatch) ->
     command = voila_command(notebook, 8866)
     assert "--token" in command and "--no-browser" in command
     assert "--token" not in voila_command(notebook, 8866, auth=False)
+    assert command[1:3] == ["-m", "voila"]  # no limits: plain Voila, as the benchmark's baseline
+    bounded = voila_command(notebook, 8866, pool_size=5, limits=Limits(2, 30, 5))
+    assert bounded[1:3] == ["-m", APP_MODULE] and "--token" in bounded
+    assert "--BoundedKernelManager.max_kernels=2" in bounded and "--pool_size=2" in bounded
+    assert "--MappingKernelManager.cull_idle_timeout=30" in bounded
+    assert "--DashboardVoila.refresh_seconds=5" in bounded
     with pytest.raises(ValueError, match="empty token"):
         start_server(settings, 8866, notebook=notebook, token="")
 
@@ -485,11 +506,14 @@ def test_static_export(dash_project: Path, export_run) -> None:
     assert export_run.returncode == 0, output
     assert output.strip().endswith("wrote reports/drift_dashboard.html")
     page = (dash_project / "reports" / "drift_dashboard.html").read_text()
-    assert 'data-shares="0.0000,0.3333,0.5000"' in page
+    fraud = page[page.index('data-model="fraud"') : page.index('data-model="quiet"')]
+    assert 'data-shares="0.0000,0.3333,0.5000"' in fraud
     for column, score in LATEST_SCORES.items():
-        assert f"<td>{column}</td>" in page and f"<td>{score:.4g}</td>" in page
-    assert "no drift checks yet" not in page and "@champion = v1" in page
-    assert page.count('class="cellops-distribution"') == 4
+        assert f"<td>{column}</td>" in fraud and f"<td>{score:.4g}</td>" in fraud
+    assert "no drift checks yet" not in fraud and "@champion = v1" in fraud
+    assert fraud.count('class="cellops-distribution"') == len(FEATURES)  # every column's
+    assert '<option value="fraud" selected>' in page  # --model: shown first
+    assert "no drift checks yet: run cellops drift --model quiet" in page  # every model is in
     assert str(MARKER) not in page  # profiles and scores only, never a data row
     assert "import cellops" not in page and "dashboard_data" not in page  # no code cells
     assert "cdn" not in page.lower() and "<script src=" not in page  # opens offline

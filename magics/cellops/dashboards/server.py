@@ -1,9 +1,13 @@
-"""The drift dashboard served by Voila on loopback.
+"""The drift dashboard served by Voila on loopback, with a bound on its kernels.
 
-`voila notebooks/drift_dashboard.ipynb` on 127.0.0.1 with the project's store in the kernels'
-environment, Voila's pre-heated kernels on by default (a pool kernel has run the imports and
-opened the store before a page asks; it then waits for the page's query string, so
-`?model=NAME` still works), and a template without Voila's CDN stylesheets.
+`notebooks/drift_dashboard.ipynb` served by Voila (`python -m cellops.cli.dashboard_voila`:
+Voila with a bounded kernel manager, a line in front of the page and one refresher of the
+shared data, see that module) on 127.0.0.1 with the project's store in the kernels'
+environment, Voila's pre-heated kernels on by default (a pool kernel has run the imports
+before a page asks; it then waits for the page's query string, so `?model=NAME` still works),
+and a template without Voila's CDN stylesheets. At most `max_kernels` kernels run at once;
+a closed view's kernel is culled after `cull_seconds` idle; the store is read by the refresher
+(at most once per `refresh_seconds`, and only when something changed), never by a view.
 
 Served with a token by default, as `jupyter lab` is: anyone who can open the page can read the
 registry's models, metrics and drift, and can send code to its kernels over their websocket.
@@ -24,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import Settings
@@ -31,11 +36,12 @@ from ..errors import CellopsError, CellopsUsageError
 
 NOTEBOOK = Path("notebooks") / "drift_dashboard.ipynb"
 TEMPLATE = "cellops-dashboard"
-EXPORT_TEMPLATE = "cellops-export"
 TEMPLATE_ROOT = Path(__file__).parent / "templates"
 DEFAULT_PORT = 8866
 READY_TIMEOUT = 60.0
-IDLE_KERNEL_SECONDS = 600  # Voila's beforeunload shutdown is refused (voila#1458): cull instead
+IDLE_KERNEL_SECONDS = 600  # plain Voila's cull time (the benchmark's baseline)
+APP_MODULE = "cellops.cli.dashboard_voila"  # Voila with the bound (an adapter: it is tornado)
+KERNEL_MANAGER = f"{APP_MODULE}.BoundedKernelManager"
 TOKEN_ENV = "JUPYTER_TOKEN"  # jupyter_server's IdentityProvider reads its token from here
 _INHERITED_AUTH = (TOKEN_ENV, "JUPYTER_TOKEN_FILE")  # a parent's token must not leak in
 
@@ -62,9 +68,13 @@ def _source_copy() -> Path | None:
     return path if path.is_file() else None
 
 
-def kernel_environment(settings: Settings, model: str | None = None) -> dict[str, str]:
-    """What the dashboard's kernels need: the store, the project, the default model."""
+def kernel_environment(
+    settings: Settings, model: str | None = None, snapshot: Path | None = None
+) -> dict[str, str]:
+    """What the dashboard's kernels need: the store, the project, the default model, and the
+    shared snapshot they read instead of the store."""
     from .data import MODEL_ENV, PROJECT_ENV
+    from .snapshot import SNAPSHOT_ENV
 
     env = {
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
@@ -73,22 +83,71 @@ def kernel_environment(settings: Settings, model: str | None = None) -> dict[str
     }
     if model:
         env[MODEL_ENV] = model
+    if snapshot is not None:
+        env[SNAPSHOT_ENV] = str(snapshot)
     return env
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The bound on a served dashboard: kernels at once, seconds before a closed view's
+    kernel goes, seconds between looks at the store."""
+
+    max_kernels: int
+    cull_seconds: float
+    refresh_seconds: float
+
+    @classmethod
+    def of(cls, settings: Settings, **given: float | None) -> Limits:
+        """The settings' limits (`dashboard_*` in [tool.cellops] or the environment), each
+        replaced by its value in `given` when not None (the command line's flags)."""
+        from ..config import dashboard_kernel_bound
+
+        found = cls(dashboard_kernel_bound(settings), settings.dashboard_cull_seconds,
+                    settings.dashboard_refresh_seconds)  # fmt: skip
+        for name, value in given.items():
+            if value is None:
+                continue
+            if not value >= 1:  # also NaN
+                flag = LIMIT_FLAGS[name]
+                raise CellopsUsageError(f"{flag} must be at least 1, e.g. {flag} 2")
+            found = replace(found, **{name: value})
+        return found
+
+
+LIMIT_FLAGS = {"max_kernels": "--max-kernels", "cull_seconds": "--cull-after",
+               "refresh_seconds": "--refresh"}  # fmt: skip
+
+
 def voila_command(
-    notebook: Path, port: int, preheat: bool = True, pool_size: int = 1, auth: bool = True
+    notebook: Path,
+    port: int,
+    preheat: bool = True,
+    pool_size: int = 1,
+    auth: bool = True,
+    limits: Limits | None = None,
 ) -> list[str]:
-    """The `voila` command line of the dashboard (tests and the benchmark start the same).
+    """The command line of the dashboard's server (tests and the benchmark start the same):
+    Voila with the bound of `limits`, or plain Voila as `voila` runs it when `limits` is None.
 
     Never the token itself: with `auth`, `--token` makes Voila take it from `JUPYTER_TOKEN`.
     Voila never opens the browser: it would open the page without the token (see
     `open_browser`)."""
-    command = [
-        sys.executable, "-m", "voila", str(notebook),
+    if limits is None:
+        command = [sys.executable, "-m", "voila", str(notebook)]
+        cull, every = IDLE_KERNEL_SECONDS, 60
+    else:
+        command = [sys.executable, "-m", APP_MODULE, str(notebook),
+                   f"--VoilaConfiguration.multi_kernel_manager_class={KERNEL_MANAGER}",
+                   f"--BoundedKernelManager.max_kernels={limits.max_kernels}",
+                   f"--DashboardVoila.refresh_seconds={limits.refresh_seconds:g}"]  # fmt: skip
+        cull = max(1, round(limits.cull_seconds))
+        every = max(1, min(60, cull // 4))
+        pool_size = min(pool_size, limits.max_kernels)
+    command += [
         f"--port={port}", "--Voila.ip=127.0.0.1", f"--template={TEMPLATE}",
-        f"--MappingKernelManager.cull_idle_timeout={IDLE_KERNEL_SECONDS}",
-        "--MappingKernelManager.cull_interval=60",
+        f"--MappingKernelManager.cull_idle_timeout={cull}",
+        f"--MappingKernelManager.cull_interval={every}",
     ]  # fmt: skip
     if preheat:
         command += ["--preheat_kernel=True", f"--pool_size={pool_size}"]
@@ -99,12 +158,17 @@ def voila_command(
 
 
 def voila_environment(
-    settings: Settings, model: str | None = None, token: str | None = None
+    settings: Settings,
+    model: str | None = None,
+    token: str | None = None,
+    snapshot: Path | None = None,
 ) -> dict[str, str]:
     """This process's environment, plus the kernels' variables, the template's folder and
     the token (none inherited: a `JUPYTER_TOKEN` of the calling shell is not the dashboard's)."""
-    env = {k: v for k, v in os.environ.items() if k not in _INHERITED_AUTH}
-    env.update(kernel_environment(settings, model))
+    from .snapshot import SNAPSHOT_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in (*_INHERITED_AUTH, SNAPSHOT_ENV)}
+    env.update(kernel_environment(settings, model, snapshot))
     paths = [str(TEMPLATE_ROOT), *filter(None, [os.environ.get("JUPYTER_PATH")])]
     env["JUPYTER_PATH"] = os.pathsep.join(paths)
     if token:
@@ -165,21 +229,32 @@ def open_browser(url: str) -> Path | None:
     return page
 
 
-def wait_ready(process: subprocess.Popen, port: int, timeout: float = READY_TIMEOUT) -> None:
+def wait_ready(
+    process: subprocess.Popen,
+    port: int,
+    timeout: float = READY_TIMEOUT,
+    snapshot: Path | None = None,
+) -> None:
     """Until Voila answers on `port` (its static files: asking for the page would take a
-    kernel), or raise when it exits or the time is up."""
+    kernel) and, when given, the first `snapshot` is written; or raise when it exits or the
+    time is up."""
     import urllib.request
 
     deadline = time.monotonic() + timeout
     probe = f"http://127.0.0.1:{port}/voila/static/voila.js"
+    answered = False
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise CellopsError(f"voila exited with code {process.returncode} before serving")
         try:
-            with urllib.request.urlopen(probe, timeout=2):
+            if not answered:
+                with urllib.request.urlopen(probe, timeout=2):
+                    answered = True
+            if snapshot is None or snapshot.exists():
                 return
         except OSError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise CellopsError(f"voila did not answer on port {port} within {timeout:.0f} s")
 
 
@@ -192,17 +267,28 @@ def start_server(
     notebook: Path | None = None,
     *,
     token: str | None,
+    limits: Limits | None = None,
+    bounded: bool = True,
     **popen: object,
 ) -> subprocess.Popen:
-    """Start Voila on the dashboard (not waiting for it): the process.
+    """Start the dashboard's server (not waiting for it): the process.
 
     `token` (from `new_token`) is what `?token=` must carry; None serves the page to anyone who
-    can reach the port. No default: whoever starts a server says which."""
+    can reach the port. No default: whoever starts a server says which. `limits` default to
+    the settings'; `bounded=False` starts plain Voila (no bound, no shared snapshot: every
+    view reads the store itself), as `cellops dashboard` did before the bound."""
     if token is not None and not token:
         raise ValueError("an empty token: pass new_token(), or None for no token")
     path = dashboard_notebook(settings, notebook)
-    command = voila_command(path, port, preheat, pool_size, auth=token is not None)
-    env = voila_environment(settings, model, token)
+    limits = (limits or Limits.of(settings)) if bounded else None
+    snapshot = snapshot_path(settings, port) if bounded else None
+    command = voila_command(path, port, preheat, pool_size, token is not None, limits)
+    env = voila_environment(settings, model, token, snapshot)
     return subprocess.Popen(  # our own interpreter and arguments
         command, env=env, cwd=str(settings.root), **popen
     )
+
+
+def snapshot_path(settings: Settings, port: int) -> Path:
+    """Where the server on `port` keeps its shared snapshot (removed when it stops)."""
+    return settings.state_dir / "dashboard" / f"snapshot-{port}.json"
