@@ -1,7 +1,9 @@
 """`make demo`: the quickstart twice with Papermill (the second run is cached), then the
 retraining notebook as a `cellops run` job, then the drift loop on data shifted on purpose:
 `cellops monitor` checks it against the champion's stored profile and, once the drift has
-persisted, retrains on it through the gate.
+persisted, retrains on it through the gate. Last, `cellops serve` serves a champion, a small
+client sends it shifted traffic and its labels, `cellops monitor --served` retrains on what was
+served and promotes, and the server answers with the new version without a restart.
 
 The repository is itself a cellops project (`[tool.cellops]` in its pyproject.toml), so the
 runs, the cache and the executed notebooks land in this checkout: `.cellops/` and `reports/`.
@@ -11,10 +13,15 @@ Usage: `python notebooks/demo.py` from anywhere (the Makefile runs it from the r
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,6 +135,8 @@ def _retraining_job() -> int:
     print("-- the audit trail (also in the MLflow UI, experiment cellops-registry-events)")
     _show("history", "fraud", "-n", "8", quiet=False)
     code = _drift_loop()
+    if code == 0:
+        code = _serving_loop()
     print("(run `make demo` again and the models are judged against the champion it left)")
     return code
 
@@ -168,13 +177,210 @@ def _drift_loop() -> int:
     return 0
 
 
-def _show(*arguments: str, quiet: bool = True) -> int:
-    """Run a cellops command; `quiet` hides the kernel's own log lines on stderr."""
-    shown = " ".join(f"'{a}'" if " " in a else a for a in arguments)
-    print(f"$ cellops {shown}")
-    done = subprocess.run(
-        [*_cellops(), *arguments], cwd=REPO, stderr=subprocess.DEVNULL if quiet else None
+SERVED_MODEL = "fraud_served"
+SERVED_NOTEBOOK = "notebooks/retrain_served.ipynb"
+SERVED_FEATURES = ["amount", "country", "home_country", "channel", "category"]
+ROWS_PER_REQUEST = 200
+# the demo makes the server's log visible within seconds (the defaults: a file a minute)
+SERVE_ENV = {"CELLOPS_SERVE_LOG_BATCH_SECONDS": "0.5", "CELLOPS_SERVE_LOG_ROTATE_SECONDS": "2",
+             "CELLOPS_SERVE_POLL_SECONDS": "1"}  # fmt: skip
+
+
+def _serving_loop() -> int:
+    """Part 4: serve the champion, send it shifted traffic and its labels, let the monitor
+    retrain on what was served, and watch the server switch to the new version."""
+    print("== Serving: cellops serve, its prediction log, and the loop on served traffic ==")
+    print(f"-- {SERVED_MODEL}: a fraud model on the transaction fields a client sends")
+    print(f"   ({SERVED_NOTEBOOK}), trained on data/transactions.parquet\n")
+    if _show("run", SERVED_NOTEBOOK, "--no-progress") != 0:
+        return 1
+    traffic = _read_parquet(REPO / "data" / "current.parquet")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = REPORTS / "serve.log"
+    print(f"$ cellops serve {SERVED_MODEL} --port {port}   (its output: {_relative(log)})")
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [*_cellops(), "serve", SERVED_MODEL, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=_serve_env(),
+        )  # fmt: skip
+    try:
+        return _against(server, base, log, traffic)
+    finally:
+        _stop(server)
+
+
+def _against(server: subprocess.Popen, base: str, log: Path, traffic: Any) -> int:
+    """The client's side of part 4, with the server running."""
+    ready = _wait_ready(server, base, log)
+    if ready is None:
+        return 1
+    pid = _pid(base)
+    print(f"ready: {SERVED_MODEL} v{ready['version']} (@{ready['alias']}), pid {pid}\n")
+    print(f"-- a client sends the {len(traffic):,} shifted transactions of data/current.parquet")
+    print(f"   ({ROWS_PER_REQUEST} rows a request, MLflow's dataframe_split format), then their")
+    print("   labels as they become known (POST /feedback)")
+    requests, versions, started = [], set(), time.perf_counter()
+    for start in range(0, len(traffic), ROWS_PER_REQUEST):
+        chunk = traffic.iloc[start : start + ROWS_PER_REQUEST]
+        split = chunk[SERVED_FEATURES].to_dict(orient="split", index=False)
+        answer = _post(f"{base}/invocations", {"dataframe_split": split})
+        requests.append((answer["request_id"], chunk["is_fraud"].tolist()))
+        versions.add(answer["version"])
+    took = time.perf_counter() - started
+    print(f"   {len(requests)} requests in {took:.1f} s, answered by version {', '.join(versions)}")
+    labels = [{"request_id": rid, "row": row, "label": int(label)}
+              for rid, values in requests for row, label in enumerate(values)]  # fmt: skip
+    for start in range(0, len(labels), 5000):
+        _post(f"{base}/feedback", {"labels": labels[start : start + 5000]})
+    print(f"   {len(labels):,} labels sent\n")
+    if not _wait_logged(len(traffic)):
+        return 1
+    print("-- the champion judged on its labelled served traffic: its metrics from the labels")
+    _show("monitor", "--model", SERVED_MODEL, "--performance", "f1 >= 0.5", "--min-labels",
+          "1000", "--since", "1h", quiet=False)  # fmt: skip
+    print("-- the served inputs against the champion's training data; drift -> retrain on the")
+    print("   labelled served rows, through the gate")
+    before = _champion()
+    code = _show("monitor", "--model", SERVED_MODEL, "--served", "--since", "1h",
+                 "--share-threshold", "0.3", "--consecutive", "1", "--retrain", SERVED_NOTEBOOK,
+                 "-p", "label_column", "label")  # fmt: skip
+    after = _champion()
+    if code not in (0, 1):
+        return 1
+    if after == before:
+        print(f"the champion is still v{before} (no drift, or the gate kept it): nothing to switch")
+        return 0
+    return _wait_switch(base, after, pid)
+
+
+def _wait_switch(base: str, version: str, pid: int, timeout: float = 60.0) -> int:
+    """The server polls the alias: wait until it answers with `version`, in the process that
+    answered before (`pid`)."""
+    started = time.perf_counter()
+    print(f"-- the gate moved @champion to v{version}; the server polls the alias and reloads")
+    while time.perf_counter() - started < timeout:
+        current = _get(f"{base}/version")
+        if str(current["version"]) == str(version):
+            row = _read_parquet(REPO / "data" / "current.parquet").iloc[:1][SERVED_FEATURES]
+            split = row.to_dict(orient="split", index=False)
+            answer = _post(f"{base}/predict", {"dataframe_split": split})
+            same = "the same process" if current["pid"] == pid else f"now pid {current['pid']}"
+            print(f"   a new request is answered by v{answer['version']}, without a restart "
+                  f"({same}, pid {pid}, as before the promotion)\n")  # fmt: skip
+            return 0
+        time.sleep(0.5)
+    print(f"   the server still answers with v{_get(f'{base}/version')['version']} after "
+          f"{timeout:.0f} s; its log: {_relative(REPORTS / 'serve.log')}")  # fmt: skip
+    return 1
+
+
+def _serve_env() -> dict[str, str]:
+    env = {**os.environ, **SERVE_ENV}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("CELLOPS_NOTEBOOK", None)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(server: subprocess.Popen, base: str, log: Path, timeout: float = 120.0) -> Any:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if server.poll() is not None:
+            print(f"cellops serve exited with code {server.returncode}; its output:")
+            print(log.read_text()[-3000:])
+            return None
+        try:
+            return _get(f"{base}/ready")
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    print(f"cellops serve was not ready after {timeout:.0f} s; its output: {_relative(log)}")
+    return None
+
+
+def _wait_logged(rows: int, timeout: float = 60.0) -> bool:
+    """The server writes its log in the background: wait until the rows are readable."""
+    from cellops.errors import NoServedTrafficError
+    from cellops.serving.traffic import read_served
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        with contextlib.suppress(NoServedTrafficError):
+            served = read_served(SERVED_MODEL, "1h")
+            if served.rows >= rows and served.labels >= rows:
+                print(f"the prediction log holds them: {served.describe()}\n")
+                return True
+        time.sleep(0.5)
+    print(f"the prediction log did not show {rows:,} labelled rows after {timeout:.0f} s")
+    return False
+
+
+def _champion() -> str | None:
+    from mlflow.tracking import MlflowClient
+
+    from cellops.config import load_settings
+
+    client = MlflowClient(load_settings(REPO).tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(SERVED_MODEL, "champion").version)
+    except Exception:
+        return None
+
+
+def _stop(server: subprocess.Popen) -> None:
+    if server.poll() is not None:
+        return
+    server.terminate()  # uvicorn finishes the requests in flight and flushes the log
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    how = (
+        "cleanly"
+        if server.returncode in (0, -signal.SIGTERM)
+        else f"(exit code {server.returncode})"
     )
+    print(f"server stopped {how}; what it served is in .cellops/predictions/model={SERVED_MODEL}/")
+
+
+def _pid(base: str) -> int:
+    return int(_get(f"{base}/version")["pid"])
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def _post(url: str, payload: Any) -> Any:
+    body = json.dumps(payload).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def _read_parquet(path: Path) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+def _show(*arguments: str, quiet: bool = True) -> int:
+    """Run a cellops command; `quiet` hides the kernel's own log lines on stderr, unless the
+    command could not run (exit code 2 or more: then stderr holds why)."""
+    shown = " ".join(f"'{a}'" if " " in a else a for a in arguments)
+    print(f"$ cellops {shown}", flush=True)
+    done = subprocess.run(
+        [*_cellops(), *arguments], cwd=REPO, stderr=subprocess.PIPE if quiet else None, text=True
+    )
+    if quiet and done.returncode >= 2 and done.stderr:
+        print(done.stderr.rstrip())
     print()
     return done.returncode
 

@@ -117,6 +117,21 @@ class UiServerError(CellopsError):
     holds the end of its log."""
 
 
+class NoServedTrafficError(CellopsUsageError):
+    """No served predictions to check: no prediction log for the model at all, or none of the
+    version asked for inside the window (the message says how many rows the log holds, the
+    latest timestamp, and how to widen the window)."""
+
+
+class NotEnoughLabelsError(CellopsError):
+    """A performance check of served traffic with fewer labelled rows than `--min-labels`:
+    no verdict; the message says how many labels there are and how to send more."""
+
+    def __init__(self, message: str, labels: int, needed: int):
+        super().__init__(message)
+        self.labels, self.needed = labels, needed
+
+
 class AliasNotFoundError(CellopsUsageError):
     """`cellops serve NAME --alias A` where model NAME has no alias A: nothing is started; the
     message names the aliases the model has (or how to give it a champion)."""
@@ -135,6 +150,22 @@ class ServeRequestError(CellopsUsageError):
     def __init__(self, message: str, status: int = 400, **details: object):
         super().__init__(message)
         self.status, self.details = status, details
+
+
+class RolloutError(CellopsUsageError):
+    """A rollout asked for what cannot be done: no @challenger, a challenger whose signature
+    differs from the champion's (the message names the columns), `--widen` below the current
+    share or above 100, a rule naming an unknown metric; nothing changes."""
+
+
+class RolloutConflictError(CellopsError):
+    """A second rollout while one runs, or the rollout's state changed between reading and
+    writing it (another command or a server's automatic decision won the compare-and-set)."""
+
+
+class ExportError(CellopsUsageError):
+    """`cellops export docker|kserve` cannot write what was asked: no such version, no recorded
+    requirements, an output folder that holds other files; the message says what to do."""
 
 
 class FeedbackError(CellopsUsageError):

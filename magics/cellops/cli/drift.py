@@ -3,8 +3,10 @@
 Exit codes of `drift`: 0 no dataset drift, 1 dataset drift, 2 a usage error, 3 the check could
 not run (for example the tracking store is unreachable).
 Exit codes of `monitor`: 0 no retraining was needed, or the retrained model was promoted;
-1 the retraining job failed or its model was refused by the gate; 2 a usage error; 3 the check
-could not run.
+1 the gate refused the retrained model (and, without --retrain, dataset drift of the served
+traffic or a failed --performance verdict); 2 a usage error; 3 the check could not run, the
+retraining job failed, or too few labels for a --performance verdict. The checks of served
+traffic are `serving.served_monitor`'s.
 
 Nothing heavy is imported before the command runs: MLflow only when a model is involved,
 Evidently only for `--engine evidently`.
@@ -200,20 +202,40 @@ def _report(result: object) -> None:
 
 @click.command(name="monitor", cls=Command)
 @click.option("--model", required=True, metavar="NAME", help="The registered model to watch.")
-@click.option("--current", required=True, type=_DATA, metavar="PATH", help="The data to check.")
+@click.option("--current", type=_DATA, metavar="PATH", help="The data to check (a file).")
+@click.option("--served", is_flag=True, help="Check the traffic the server logged (cellops serve).")
+@click.option(
+    "--performance",
+    "conditions",
+    multiple=True,
+    metavar="CONDITION",
+    help='Judge the model on its labelled served traffic, e.g. "f1 >= 0.6" (repeat: all hold).',
+)
+@click.option(
+    "--since",
+    metavar="WINDOW",
+    help="With --served/--performance: the window of served traffic, e.g. 30m, 24h, 7d "
+    "[default: 24h].",
+)
+@click.option(
+    "--min-labels",
+    type=int,
+    metavar="N",
+    help="With --performance: no verdict on fewer labelled rows [default: 100].",
+)
+@click.option("--variant", metavar="NAME", help="The served variant to check [default: champion].")
 @click.option(
     "--consecutive",
     type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Retrain when this many checks in a row found dataset drift.",
+    help="Retrain when this many checks in a row found drift (or failed the --performance "
+    "conditions) [default: 3; 1 with --performance].",
 )
 @click.option(
     "--retrain",
-    required=True,
     type=_DATA,
     metavar="NOTEBOOK",
-    help="The retraining notebook, run as a cellops job (it registers and promotes).",
+    help="The retraining notebook, run as a cellops job (it registers and promotes); "
+    "required with --current.",
 )
 @click.option(
     "-p",
@@ -222,7 +244,8 @@ def _report(result: object) -> None:
     nargs=2,
     multiple=True,
     metavar="NAME VALUE",
-    help="A parameter of the retraining job; repeat for more. data_path defaults to --current.",
+    help="A parameter of the retraining job; repeat for more. data_path defaults to --current, "
+    "or to the window's labelled served rows.",
 )
 @click.option("--allow-unknown", is_flag=True, help="Inject job parameters the notebook lacks.")
 @click.option("--version", "version", metavar="V", help="The version to check (default @champion).")
@@ -230,17 +253,26 @@ def _report(result: object) -> None:
 @click.option("--reference", type=_DATA, metavar="PATH", help="Raw reference data (evidently).")
 @_with(_check_options)
 def monitor_command(
-    model, current, consecutive, retrain, pairs, allow_unknown, version, alias, reference,
-    columns, engine, share_threshold, stattest,
+    model, current, served, conditions, since, min_labels, variant, consecutive, retrain, pairs,
+    allow_unknown, version, alias, reference, columns, engine, share_threshold, stattest,
 ) -> None:  # fmt: skip
-    """Check model NAME's current data for drift; retrain when the drift persists.
+    """Check model NAME's data, or the traffic it was served, for drift or a drop in
+    performance; retrain when it persists.
 
     Each check is recorded (experiment cellops-drift/NAME) with the streak of consecutive
     checks that found dataset drift. When the streak reaches --consecutive, the retraining
     notebook runs as a cellops job on the current data (-p data_path PATH unless given); its
     model goes through the gate, and the check, the job and the gate's decision are linked.
     The streak then starts again. Exit code: 0 no retraining needed or the new model was
-    promoted, 1 the retraining failed or the gate refused its model, 2 a usage error.
+    promoted, 1 the gate refused its model, 2 a usage error, 3 the retraining job failed.
+
+    With --served, the data is what `cellops serve` answered in the window --since (the
+    champion's version, variant champion, read from the prediction log); without --retrain
+    it exits 1 on dataset drift. With --performance, the champion is judged on its served
+    rows that got labels (POST /feedback, cellops feedback FILE): exit 0 when the conditions
+    hold or a retrained model replaced it, 1 when they fail, 3 when fewer than --min-labels
+    rows are labelled (no verdict). A retraining job trains on the window's labelled served
+    rows unless -p data_path PATH is given.
 
     \b
     Examples:
@@ -248,7 +280,19 @@ def monitor_command(
           --consecutive 3 --retrain notebooks/retrain.ipynb
       cellops monitor --model fraud --current data/week12.csv --consecutive 2 \\
           --retrain notebooks/retrain.ipynb -p model_kind logreg -p data_path data/all.parquet
+      cellops monitor --model fraud --served --since 24h --retrain notebooks/retrain.ipynb
+      cellops monitor --model fraud --performance "f1 >= 0.6" --min-labels 200 \\
+          --since 7d --retrain notebooks/retrain.ipynb
     """
+    served_given = served or bool(conditions)
+    _check_sources(current, served, conditions, retrain, since, min_labels, variant, reference)
+    if served_given:
+        _monitor_served(
+            model, conditions, since or "24h", min_labels, variant or "champion", consecutive,
+            retrain, dict(pairs), allow_unknown, version, alias, columns, engine,
+            share_threshold, stattest,
+        )  # fmt: skip
+        return
     from ..monitoring.monitor import CheckRequest, MonitorRequest, check_alias, monitor
 
     check = CheckRequest(
@@ -265,11 +309,81 @@ def monitor_command(
     request = MonitorRequest(
         check,
         retrain,
-        consecutive=consecutive,
+        consecutive=consecutive or 3,
         parameters=dict(pairs),
         allow_unknown=allow_unknown,
     )
     outcome = monitor(request, echo=click.echo)
+    _exit_for(outcome)
+
+
+def _check_sources(current, served, conditions, retrain, since, min_labels, variant, reference):
+    """One source of data: --current PATH, --served, or --performance; the flags of each."""
+    if served and conditions:
+        raise CellopsUsageError(
+            "--served checks the served inputs for drift, --performance the labelled served "
+            "rows' metrics: give one of them (run the command twice for both)"
+        )
+    if current is not None and (served or conditions):
+        flag = "--served" if served else "--performance"
+        raise CellopsUsageError(f"give --current PATH or {flag}, not both")
+    if current is None and not (served or conditions):
+        raise CellopsUsageError(
+            "what should be checked? give --current PATH (a data file), --served (the traffic "
+            'the server logged) or --performance "f1 >= 0.6" (its labelled served rows)'
+        )
+    if current is not None:
+        given = {"--since": since, "--min-labels": min_labels, "--variant": variant}
+        for flag, value in given.items():
+            if value is not None:
+                raise CellopsUsageError(f"{flag} goes with --served or --performance")
+        if retrain is None:
+            raise CellopsUsageError(
+                "--current needs the retraining notebook to run when the drift persists: "
+                "--retrain NOTEBOOK (or check once with cellops drift --model NAME --current PATH)"
+            )
+        return
+    if min_labels is not None and not conditions:
+        raise CellopsUsageError('--min-labels goes with --performance "CONDITION"')
+    if reference is not None:
+        raise CellopsUsageError("--reference goes with --current: served traffic is checked "
+                                "against the profile stored with the version")  # fmt: skip
+
+
+def _monitor_served(
+    model, conditions, since, min_labels, variant, consecutive, retrain, parameters,
+    allow_unknown, version, alias, columns, engine, share_threshold, stattest,
+) -> None:  # fmt: skip
+    from ..serving import served_monitor as core
+
+    common = dict(
+        model=model, since=since, version=version, alias=alias, variant=variant,
+        retrain=retrain, parameters=parameters, allow_unknown=allow_unknown,
+    )  # fmt: skip
+    if conditions:
+        request = core.PerformanceRequest(
+            **common, consecutive=consecutive or 1, conditions=list(conditions),
+            min_labels=100 if min_labels is None else min_labels,
+        )  # fmt: skip
+        outcome = core.check_performance(request, echo=click.echo)
+        if outcome.retrained and not outcome.job.ok:
+            exit_with(ExitCode.FAILED)
+        if not outcome.ok:
+            exit_with(ExitCode.NEGATIVE)
+        return
+    request = core.ServedDriftRequest(
+        **common, consecutive=consecutive or 3, columns=_columns(columns), engine=engine,
+        share_threshold=share_threshold, stattest=stattest,
+    )  # fmt: skip
+    outcome = core.check_served(request, echo=click.echo)
+    if retrain is None:
+        if outcome.check.result.dataset_drift:
+            exit_with(ExitCode.NEGATIVE)
+        return
+    _exit_for(outcome)
+
+
+def _exit_for(outcome) -> None:
     if outcome.retrained and not outcome.job.ok:
         exit_with(ExitCode.FAILED)  # the retraining job failed
     if not outcome.ok:

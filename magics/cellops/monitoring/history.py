@@ -13,7 +13,7 @@ import datetime
 import json
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,7 @@ class CheckRecord:
     n_columns: int = 0
     current: str = ""
     data_hash: str = ""
+    drifted_columns: list[str] = field(default_factory=list)  # as named in `drifted.*` metrics
 
 
 def drift_experiment_name(model: str) -> str:
@@ -109,10 +110,10 @@ def experiment_id(client: Any, model: str, create: bool = False) -> str | None:
         return client.get_experiment_by_name(name).experiment_id
 
 
-def _latest_run(client: Any, experiment: str) -> Any:
+def _latest_run(client: Any, experiment: str, where: str = f"tags.`{TAG_KIND}` = '{KIND}'") -> Any:
     runs = client.search_runs(
         [experiment],
-        f"tags.`{TAG_KIND}` = '{KIND}'",
+        where,
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -269,6 +270,11 @@ def _record(run: Any) -> CheckRecord:
         n_columns=int(metrics.get("n_columns", 0)),
         current=tags.get(TAG_CURRENT, ""),
         data_hash=tags.get(TAG_DATA_HASH, ""),
+        drifted_columns=sorted(
+            key.removeprefix("drifted.")
+            for key, value in metrics.items()
+            if key.startswith("drifted.") and value == 1.0
+        ),
     )
 
 
@@ -294,3 +300,146 @@ def load_check_profile(client: Any, run_id: str) -> ReferenceProfile:
     from .profile import ReferenceProfile
 
     return ReferenceProfile.from_dict(_artifact_json(client, run_id, PROFILE_ARTIFACT))
+
+
+# -- performance checks of served traffic -------------------------------------------------------
+# Runs of the same experiment, of kind "performance-check" (so `list_checks` and the drift
+# streak never see them). The streak counts consecutive failed verdicts of one version; a
+# check without a verdict (too few labels) is recorded but neither breaks nor extends it.
+
+PERFORMANCE_KIND = "performance-check"
+TAG_VERDICT = "cellops.monitoring.verdict"  # pass | fail | none
+TAG_CONDITIONS = "cellops.monitoring.conditions"
+TAG_WINDOW = "cellops.monitoring.window"
+TAG_SOURCE = "cellops.monitoring.source"  # "served" for checks of the prediction log
+PERFORMANCE_ARTIFACT = "performance/result.json"
+_VERDICTS = f"tags.`{TAG_KIND}` = '{PERFORMANCE_KIND}' and tags.`{TAG_VERDICT}` != 'none'"
+
+
+@dataclass
+class PerformanceRecord:
+    """One recorded performance check, as `list_performance_checks` reads it back."""
+
+    run_id: str
+    time: datetime.datetime
+    version: str
+    verdict: str  # pass | fail | none (fewer labels than asked for)
+    streak: int
+    labels: int
+    rows: int
+    metrics: dict[str, float]
+    conditions: str = ""
+    window: str = ""
+    retrain_run: str = ""
+    promotion: str = ""
+
+
+def record_performance(
+    store: Any,
+    model: str,
+    version: str,
+    result: Any,
+    *,
+    rows: int,
+    window: str,
+    data_hash: str = "",
+    consecutive: int | None = None,
+) -> PerformanceRecord:
+    """Record a `monitoring.performance.PerformanceResult` as a finished run; returns it with
+    its streak of failed verdicts."""
+    from mlflow.entities import Metric, Param
+
+    now, version = datetime.datetime.now(), str(version)
+    conditions = " and ".join(f"({c})" if " or " in c else c for c in result.conditions)
+
+    def write(client: Any) -> tuple[str, int]:
+        experiment = experiment_id(client, model, create=True)
+        previous = _latest_run(client, experiment, _VERDICTS)
+        if result.passed is None:
+            streak = int(previous.data.tags.get(TAG_STREAK, "0")) if previous else 0
+        else:
+            streak = next_streak(previous, version, not result.passed)
+        run_tags = {
+            TAG_KIND: PERFORMANCE_KIND, TAG_MODEL: model, TAG_VERSION: version,
+            TAG_VERDICT: result.verdict, TAG_CONDITIONS: tag_text(conditions),
+            TAG_WINDOW: tag_text(window), TAG_SOURCE: "served", TAG_STREAK: str(streak),
+            TAG_DATA_HASH: data_hash,
+        }  # fmt: skip
+        run = client.create_run(
+            experiment, run_name=f"performance {now:%Y-%m-%d %H:%M:%S}", tags=run_tags
+        )
+        return run.info.run_id, streak
+
+    lock = getattr(store, "lock", None)
+    if lock is not None:
+        with lock(f"drift-{model}"):
+            run_id, streak = _call(store, write)
+    else:
+        run_id, streak = _call(store, write)
+    stamp = int(now.timestamp() * 1000)
+    metrics = {"labels": float(result.labels), "rows": float(rows), **result.metrics}
+    metrics = {k: v for k, v in metrics.items() if v == v}  # nan: not a point of a chart
+    params = {"task": result.task or "unknown"}
+    if consecutive is not None:
+        params["consecutive"] = str(consecutive)
+
+    def details(client: Any) -> None:
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in params.items()],
+        )
+        client.log_text(run_id, json.dumps(result.to_dict(), indent=1), PERFORMANCE_ARTIFACT)
+        client.set_terminated(run_id, "FINISHED")
+
+    try:
+        _call(store, details)
+    except BaseException:
+        _call(store, lambda client: client.set_terminated(run_id, "FAILED"))
+        raise
+    return PerformanceRecord(
+        run_id, now, version, result.verdict, streak, result.labels, rows,
+        dict(result.metrics), conditions, window,
+    )  # fmt: skip
+
+
+def list_performance_checks(client: Any, model: str, limit: int = 100) -> list[PerformanceRecord]:
+    """The model's latest `limit` performance checks of served traffic, newest first: what
+    the dashboard draws as the performance over time (`metrics` holds f1, auc, ..., and
+    latency_p95_ms; `labels` how many labelled rows each verdict stood on)."""
+
+    def read(client: Any) -> list[Any]:
+        experiment = experiment_id(client, model)
+        if experiment is None:
+            return []
+        return client.search_runs(
+            [experiment],
+            f"tags.`{TAG_KIND}` = '{PERFORMANCE_KIND}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+
+    return [_performance_record(run) for run in _call(client, read)]
+
+
+def _performance_record(run: Any) -> PerformanceRecord:
+    tags, metrics = run.data.tags, dict(run.data.metrics)
+    try:
+        streak = int(tags.get(TAG_STREAK, "0"))
+    except ValueError:
+        streak = 0
+    labels, rows = int(metrics.pop("labels", 0)), int(metrics.pop("rows", 0))
+    return PerformanceRecord(
+        run_id=run.info.run_id,
+        time=datetime.datetime.fromtimestamp(run.info.start_time / 1000),
+        version=tags.get(TAG_VERSION, ""),
+        verdict=tags.get(TAG_VERDICT, "none"),
+        streak=streak,
+        labels=labels,
+        rows=rows,
+        metrics=metrics,
+        conditions=tags.get(TAG_CONDITIONS, ""),
+        window=tags.get(TAG_WINDOW, ""),
+        retrain_run=tags.get(TAG_RETRAIN_RUN, ""),
+        promotion=tags.get(TAG_PROMOTION, ""),
+    )

@@ -43,6 +43,8 @@ class CheckRequest:
     reference: Any = None  # raw reference data instead of the stored profile
     record: bool = True  # record the check as a run of the experiment cellops-drift/MODEL
     consecutive: int | None = None  # the monitor's setting, recorded with the check
+    label: str | None = None  # what was checked, as recorded (default: the file, or <DataFrame>)
+    tags: dict[str, str] | None = None  # more tags of the check's run
 
 
 @dataclass
@@ -157,17 +159,17 @@ def check_model(request: CheckRequest, store: RegistryStore | None = None) -> Ch
     )
     check = Check(request.model, str(found.version), result)
     if request.record:
-        check.record = _record(store, check, current, request.consecutive)
+        check.record = _record(store, check, current, request)
     return check
 
 
-def _record(store: RegistryStore, check: Check, current: Any, consecutive: int | None) -> Any:
+def _record(store: RegistryStore, check: Check, current: Any, request: CheckRequest) -> Any:
     from .history import record_check
     from .profile import build_profile
 
     checked = [c.column for c in check.result.columns]
     profile = build_profile(current, columns=checked) if checked else None
-    label = (
+    label = request.label or (
         _relative(current, store) if isinstance(current, Path) else f"<{type(current).__name__}>"
     )
     return record_check(
@@ -178,7 +180,8 @@ def _record(store: RegistryStore, check: Check, current: Any, consecutive: int |
         current=label,
         data_hash=data_hash(current),
         current_profile=profile,
-        consecutive=consecutive,
+        consecutive=request.consecutive,
+        tags=request.tags,
     )
 
 
@@ -199,11 +202,11 @@ def monitor(
     current = existing_file(request.check.current, "current data")
     notebook = existing_file(request.retrain, "retraining notebook")
     allow_unknown = request.allow_unknown
-    values = _job_parameters(notebook, model, current, request.parameters, store, allow_unknown)
+    values = job_parameters(notebook, model, current, request.parameters, store, allow_unknown)
     checked = replace(request.check, current=current, record=True, consecutive=consecutive)
     check = check_model(checked, store)
     outcome = MonitorOutcome(check, consecutive)
-    say = _Echo(echo, outcome.lines)
+    say = Echo(echo, outcome.lines)
     say(f"check of {model} v{check.version} (recorded as run {check.record.run_id}):")
     say(str(check.result))
     streak = check.record.streak
@@ -212,19 +215,37 @@ def monitor(
         say(f"streak {streak}/{consecutive}: {why}; no retraining")
         return outcome
     say(f"streak {streak}/{consecutive}: drift persisted; retraining")
-    say("retraining: cellops run " + " ".join([_relative(notebook, store), *_shown(values)]))
-    outcome.job = job = _run_retraining(notebook, values, store, allow_unknown)
-    status = "succeeded" if job.ok else f"FAILED ({job.failure.describe() if job.failure else ''})"
-    say(f"job {job.job_id} {status}; run {job.run_id}; notebook {job.attempts[-1].output}")
-    outcome.promotions, outcome.promotion = _gate_decision(store, model, job)
-    from .history import link_retrain
-
-    link_retrain(store, check.record.run_id, job.run_id, outcome.promotion)
-    say(f"gate: {outcome.promotion}")
+    retrained = retrain(store, model, notebook, values, allow_unknown, check.record.run_id, say)
+    outcome.job, outcome.promotions, outcome.promotion = retrained
     return outcome
 
 
-class _Echo:
+def retrain(
+    store: RegistryStore,
+    model: str,
+    notebook: Path,
+    values: dict[str, Any],
+    allow_unknown: bool,
+    check_run: str,
+    say: Callable[[str], Any],
+) -> tuple[JobResult, PromotionSummary, str]:
+    """Run the retraining notebook as a job (`values` from `job_parameters`), read its gate's
+    decision back, and link it with the check run `check_run` that triggered it."""
+    from .history import link_retrain
+
+    say("retraining: cellops run " + " ".join([_relative(notebook, store), *_shown(values)]))
+    job = _run_retraining(notebook, values, store, allow_unknown)
+    status = "succeeded" if job.ok else f"FAILED ({job.failure.describe() if job.failure else ''})"
+    say(f"job {job.job_id} {status}; run {job.run_id}; notebook {job.attempts[-1].output}")
+    promotions, promotion = _gate_decision(store, model, job)
+    link_retrain(store, check_run, job.run_id, promotion)
+    say(f"gate: {promotion}")
+    return job, promotions, promotion
+
+
+class Echo:
+    """Each line to `echo`, and kept in `lines`."""
+
     def __init__(self, echo: Callable[[str], Any], lines: list[str]):
         self.echo, self.lines = echo, lines
 
@@ -233,10 +254,10 @@ class _Echo:
         self.echo(text)
 
 
-def _job_parameters(
+def job_parameters(
     notebook: Path,
     model: str,
-    current: Path,
+    current: Path | str,
     given: Mapping[str, Any],
     store: RegistryStore,
     allow_unknown: bool = False,
@@ -252,7 +273,8 @@ def _job_parameters(
             f"the retraining notebook {notebook} has no parameter data_path: the monitor passes "
             "the data to retrain on as -p data_path PATH; add data_path to its parameters cell"
         )
-    values.setdefault("data_path", _relative(current, store))
+    if "data_path" not in values:
+        values["data_path"] = _relative(Path(current), store)
     if "model_name" in spec.parameters:
         values.setdefault("model_name", model)
     return check_parameters(spec, values, allow_unknown)
