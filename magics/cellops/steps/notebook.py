@@ -64,9 +64,13 @@ class _CodeCell:
 
 
 def _code_cells(path: Path) -> list[_CodeCell]:
-    notebook = json.loads(Path(path).read_text())
+    return _cells_of(json.loads(Path(path).read_text()).get("cells", []))
+
+
+def _cells_of(raw_cells: list[dict[str, Any]]) -> list[_CodeCell]:
+    """The code cells of a notebook's `cells` list (as nbformat writes them)."""
     cells = []
-    for index, cell in enumerate(notebook.get("cells", [])):
+    for index, cell in enumerate(raw_cells):
         if cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
@@ -85,6 +89,12 @@ def read_step_cells(path: Path) -> list[StepCell]:
 def read_notebook(path: Path) -> tuple[list[StepCell], dict[str, Any]]:
     """The `%%step` cells of a notebook file and the values of its parameters (read once)."""
     cells = _code_cells(path)
+    return _step_cells(cells), _parameter_values(cells)
+
+
+def read_cells(raw_cells: list[dict[str, Any]]) -> tuple[list[StepCell], dict[str, Any]]:
+    """`read_notebook` on a notebook's `cells` list (a front end's live cells, say)."""
+    cells = _cells_of(raw_cells)
     return _step_cells(cells), _parameter_values(cells)
 
 
