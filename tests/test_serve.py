@@ -251,7 +251,7 @@ def test_feedback_endpoint_and_its_bad_input(server, project):
     assert no_row.status_code == 400 and "had 3 rows" in no_row.json()["message"]
     past = post(server.url + "/feedback", {"request_id": rid, "row": 3, "label": 1})
     assert past.status_code == 400 and "no row 3" in past.json()["message"]
-    folder = project / ".cellops" / "predictions" / "feedback" / "model=fraud"
+    folder = project / ".cellops" / "predictions" / "_feedback" / "model=fraud"
 
     def labelled():
         frame = pd.read_parquet(folder) if folder.is_dir() else pd.DataFrame()
@@ -284,7 +284,7 @@ def test_feedback_command_checks_every_label_first(server, project):
     done = feedback(f"request_id,label\n{rids[0]},1\n{rids[1]},0\n")
     assert done.returncode == 0, done.stderr
     assert "recorded 2 label(s) of fraud" in done.stdout
-    labels = pd.read_parquet(project / ".cellops" / "predictions" / "feedback" / "model=fraud")
+    labels = pd.read_parquet(project / ".cellops" / "predictions" / "_feedback" / "model=fraud")
     got = dict(zip(labels.request_id, labels.label, strict=True))
     assert got[rids[0]] == 1 and got[rids[1]] == 0
 

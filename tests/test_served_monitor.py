@@ -140,7 +140,7 @@ def write_feedback(log: pd.DataFrame, labels, *, name: str = "churn", when=None)
         "label": pa.array(np.asarray(labels).astype("int64"), pa.int64()),
         "timestamp": pa.array([when] * n, pa.timestamp("us", tz="UTC")),
     })  # fmt: skip
-    folder = log_root(load_settings()) / "feedback" / f"model={name}" / f"date={when:%Y-%m-%d}"
+    folder = log_root(load_settings()) / "_feedback" / f"model={name}" / f"date={when:%Y-%m-%d}"
     _write(table, folder)
 
 

@@ -1,7 +1,7 @@
 """Labels that arrive after the predictions: checked against the prediction log, then written to
 the feedback log (the contract of issue 14):
 
-    <root>/feedback/model=<NAME>/date=<YYYY-MM-DD>/<file>.parquet
+    <root>/_feedback/model=<NAME>/date=<YYYY-MM-DD>/<file>.parquet
     request_id string, row int32, label (typed as the prediction), timestamp timestamp[us, UTC]
 
 From `POST /feedback` ({"request_id": ..., "label": ...[, "row": ...]} or {"labels": [...]}),
@@ -24,7 +24,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import FeedbackError
-from .log import FEEDBACK_FOLDER, model_folder, predictions_root
+from .layout import FEEDBACK_FOLDER, model_folder, predictions_root
 from .segments import STREAM_SUFFIX, PartitionedLog, utc_day
 
 KIND_WORDS = {"i": "whole numbers", "f": "numbers", "U": "strings"}

@@ -16,35 +16,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import Settings
+from .layout import feature_column, model_folder, predictions_root
 from .segments import PartitionedLog, utc_day
 
-META_COLUMNS = (
-    "request_id", "row", "timestamp", "version", "variant", "latency_ms", "status",
-    "prediction", "probability",
-)  # fmt: skip
-RESERVED = frozenset((*META_COLUMNS, "model", "date"))
-INPUT_PREFIX = "input."
-FEEDBACK_FOLDER = "feedback"
 REMEMBERED_REQUESTS = 200_000  # request ids kept in memory for POST /feedback
-
-
-def predictions_root(settings: Settings) -> Path:
-    """Where the prediction and feedback logs of the project live."""
-    return settings.serve.predictions_root or settings.state_dir / "predictions"
-
-
-def model_folder(root: Path, model: str) -> Path:
-    return root / f"model={model}"
-
-
-def feature_column(name: str) -> str:
-    return INPUT_PREFIX + name if name in RESERVED else name
 
 
 ARROW_TYPES = {

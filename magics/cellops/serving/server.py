@@ -126,7 +126,7 @@ def _url(options: ServeOptions) -> str:
 
 
 def _announce(options: ServeOptions, settings: Settings, model, say) -> None:
-    from .log import model_folder, predictions_root
+    from .layout import model_folder, predictions_root
 
     schema = model.schema
     if schema is None:

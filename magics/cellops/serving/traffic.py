@@ -2,7 +2,7 @@
 with the labels that arrived later (the feedback log) joined by request id and row.
 
 The log's layout is the contract of `serving/log.py` (hive partitions
-`<root>/model=NAME/date=YYYY-MM-DD/*.parquet`, the feedback under `<root>/feedback/`; files
+`<root>/model=NAME/date=YYYY-MM-DD/*.parquet`, the feedback under `<root>/_feedback/`; files
 whose names start with "." or "_" are still being written and are skipped). Only the date
 partitions the window reaches are opened.
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CellopsUsageError, NoServedTrafficError
+from .layout import FEEDBACK_FOLDER, INPUT_PREFIX, META_COLUMNS, RESERVED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,16 +27,8 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..registry.store import RegistryStore
 
-META_COLUMNS = (
-    "request_id", "row", "timestamp", "version", "variant", "latency_ms", "status",
-    "prediction", "probability",
-)  # fmt: skip
-PARTITION_COLUMNS = ("model", "date")
-RESERVED = frozenset(META_COLUMNS + PARTITION_COLUMNS)
-INPUT_PREFIX = "input."  # a feature named like a meta column is logged as input.<name>
 LABEL = "label"  # the joined feedback, in `ServedTraffic.log`
 DEFAULT_VARIANT = "champion"
-FEEDBACK_FOLDER = "feedback"
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -114,7 +107,7 @@ class ServedTraffic:
 def log_root(settings: Settings | None = None) -> Path:
     """Where the prediction log of the project is (the writer's `predictions_root`)."""
     from ..config import load_settings
-    from .log import predictions_root
+    from .layout import predictions_root
 
     return Path(predictions_root(settings or load_settings()))
 
