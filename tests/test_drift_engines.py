@@ -359,3 +359,32 @@ def test_evidently_reports_nested_columns_as_the_native_engine_does(nested_files
     assert [c.column for c in evidently.columns] == ["amount", "channel", "count"]
     assert [c.drifted for c in evidently.columns] == [c.drifted for c in native.columns]
     assert Path(evidently.report_path).is_file()
+
+
+def test_a_folder_of_parquet_files_is_read_as_the_current_data(tmp_path: Path) -> None:
+    """`cellops drift REF FOLDER` reads a hive-partitioned folder, as the prediction log of
+    `cellops serve` is laid out, skipping files still being written (names starting with ".")."""
+    rng = np.random.default_rng(7)
+    pd.DataFrame({"x0": rng.normal(size=500), "x1": rng.normal(size=500)}).to_parquet(
+        tmp_path / "ref.parquet"
+    )
+    log = tmp_path / "model=fraud"
+    for day, shift in (("2026-12-01", 0.0), ("2026-12-02", 3.0)):
+        (log / f"date={day}").mkdir(parents=True)
+        part = pd.DataFrame({"request_id": ["a"] * 200, "x0": rng.normal(shift, size=200),
+                             "x1": rng.normal(size=200)})  # fmt: skip
+        part.to_parquet(log / f"date={day}" / "part-0.parquet")
+    (log / "date=2026-12-02" / ".part-1.parquet").write_bytes(b"half a file")
+
+    result = cellops.drift(tmp_path / "ref.parquet", log, columns=["x0", "x1"])
+    assert result.rows_current == 400
+    assert result.drifted_columns() == ["x0"]
+
+    cli_run = invoke("drift", tmp_path / "ref.parquet", log, "--columns", "x0,x1")
+    assert cli_run.exit_code == 1, cli_run.output
+    assert "400 current rows" in cli_run.output
+    mismatch = invoke("drift", tmp_path / "ref.parquet", log)
+    assert mismatch.exit_code == 2 and "--columns x0,x1" in mismatch.output
+    (tmp_path / "empty").mkdir()
+    empty = invoke("drift", tmp_path / "ref.parquet", tmp_path / "empty")
+    assert empty.exit_code == 2 and "holds no .parquet files" in empty.output

@@ -111,6 +111,7 @@ def drift_command(
     \b
     Examples:
       cellops drift data/train.parquet data/current.parquet
+      cellops drift models:/fraud@champion .cellops/predictions/model=fraud   # what was served
       cellops drift --model fraud --current data/current.parquet
       cellops drift --model fraud --version 3 --current data/current.csv --columns amount,channel
       cellops drift --model fraud --current data/current.parquet --engine evidently \\
@@ -179,7 +180,7 @@ def _compare(
     from ..monitoring.monitor import existing_file
     from ..monitoring.reference import is_model_uri, model_reference
 
-    existing_file(current, "current data")
+    existing_file(current, "current data", folder_ok=True)
     if is_model_uri(str(reference)):  # (click made it a Path: models:/x@y -> models:/x@y)
         reference, columns = model_reference(str(reference), columns)
     else:

@@ -81,6 +81,8 @@ def _load_frame(
         return (
             data.rename(columns=str) if any(not isinstance(c, str) for c in data.columns) else data
         )
+    if isinstance(data, (str, Path)) and Path(data).is_dir():
+        return _read_parquet_folder(Path(data), role, columns)
     if isinstance(data, (str, Path)):
         path = Path(data)
         suffix = path.suffix.lower()
@@ -112,6 +114,23 @@ def _load_frame(
         return pq.read_table(path, columns=wanted, read_dictionary=strings or None).to_pandas()
     raise CellopsUsageError(
         f"cannot use a {type(data).__name__} as the {role} data: pass a pandas DataFrame or "
-        "the path of a .parquet or .csv file"
+        "the path of a .parquet or .csv file or of a folder of .parquet files"
         + (", a ReferenceProfile, or models:/NAME@ALIAS" if role == "reference" else "")
     )
+
+
+def _read_parquet_folder(folder: Path, role: str, columns: list[str] | None) -> Any:
+    """A folder of Parquet files read as one table (hive partitions such as `date=...` become
+    columns; names starting with "." or "_" are skipped, as files still being written are):
+    for example the prediction log of `cellops serve`, `.cellops/predictions/model=NAME`."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(folder, format="parquet", partitioning="hive")
+    if not dataset.files:
+        raise CellopsUsageError(
+            f"the {role} data folder {str(folder)!r} holds no .parquet files: give a folder of "
+            "Parquet files (such as .cellops/predictions/model=NAME) or a .parquet or .csv file"
+        )
+    names = dataset.schema.names
+    wanted = [c for c in columns if c in names] if columns is not None else None
+    return dataset.to_table(columns=wanted).to_pandas()

@@ -96,12 +96,17 @@ class MonitorOutcome:
         return not self.retrained or self.promoted
 
 
-def existing_file(raw: str | Path, what: str) -> Path:
+def existing_file(raw: str | Path, what: str, folder_ok: bool = False) -> Path:
+    """`raw` as a path, when it is a file (or, with `folder_ok`, a folder of Parquet files
+    such as the prediction log of `cellops serve`); else a usage error saying what it is."""
     path = Path(raw)
+    if folder_ok and path.is_dir():
+        return path
     if not path.is_file():
         hint = "it is a folder" if path.is_dir() else "it does not exist"
         raise CellopsUsageError(
             f"{what} {str(raw)!r} is not a file ({hint}); give the path of a Parquet or CSV file"
+            + (" or of a folder of Parquet files" if folder_ok else "")
         )
     return path
 
