@@ -33,6 +33,7 @@ from sklearn.preprocessing import OneHotEncoder
 import cellops
 from cellops.cli import cli
 from cellops.config import load_settings
+from cellops.dashboards.serving import serving_view
 from cellops.errors import NoServedTrafficError
 from cellops.monitoring.history import list_checks, list_performance_checks
 from cellops.serving.traffic import log_root, read_served, traffic_over_time
@@ -362,6 +363,16 @@ def test_performance_verdicts_on_labelled_served_rows(served_project, frames):
     assert len(list_checks(client, "churn")) == 0  # the drift history is apart
     run = client.get_run(checks[0].run_id)
     assert run.data.tags["cellops.kind"] == "performance-check"
+
+    # the dashboard's serving section: 60 requests of 10 rows this hour, and the four verdicts
+    from cellops.dashboards.render import model_page
+    from cellops.registry.store import open_store
+
+    view = serving_view(open_store(), "churn")
+    assert [row[1:4] for row in view.traffic] == [("60", "600", "0")]
+    assert [row[2] for row in view.performance] == ["fail", "fail", "pass", "none"]
+    section = model_page(open_store(), "churn")["serving"]
+    assert "cellops-traffic" in section and "cellops-performance" in section
 
     # a metric served traffic does not have: the names it has
     result = invoke(*base, "--performance", "rmse < 3")

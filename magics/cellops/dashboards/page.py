@@ -131,6 +131,7 @@ def _model_section(name: str, page: dict[str, Any], shown: bool) -> str:
                          f"{body}</div>")  # fmt: skip
     parts.append(f'<div class="cellops-registry">{page.get("registry", "")}</div>')
     parts.append(f'<div class="cellops-jobs-box">{page.get("jobs", "")}</div>')
+    parts.append(f'<div class="cellops-serving">{page.get("serving", "")}</div>')
     return "".join(parts) + "</section>"
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import data as dd
+from . import serving as sv
 
 STYLE = """<style>
 .cellops-dash { font-family: system-ui, sans-serif; }
@@ -151,6 +152,22 @@ def jobs_html(rows: list[dd.JobRow]) -> str:
     return linked_table(dd.JOB_HEADERS, cells, [r.mlflow for r in rows], "cellops-jobs")
 
 
+def serving_html(view: Any) -> str:
+    if view.empty:
+        return paragraph(
+            "nothing served in the last day (cellops serve NAME; then cellops monitor "
+            "--performance to judge it on labelled traffic)",
+            "cellops-note",
+        )
+    parts = []
+    if view.traffic:
+        parts.append(table(sv.TRAFFIC_HEADERS, view.traffic, "cellops-traffic"))
+    if view.performance:
+        parts.append(paragraph("performance on labelled served traffic", "cellops-subtitle"))
+        parts.append(table(sv.PERFORMANCE_HEADERS, view.performance, "cellops-performance"))
+    return "".join(parts)
+
+
 def guarded(title: str, build: Callable[[], str]) -> str:
     """One section: its title and HTML, or what went wrong, so one bad record never takes the
     page down."""
@@ -196,4 +213,6 @@ def model_page(store: Any, name: str) -> dict[str, Any]:
     page["registry"] = guarded("Versions and aliases",
                                lambda: registry_html(dd.registry_view(store, name)))  # fmt: skip
     page["jobs"] = guarded("Recent jobs", lambda: jobs_html(dd.recent_jobs(store, name)))
+    page["serving"] = guarded("Served traffic, last day",
+                              lambda: serving_html(sv.serving_view(store, name)))  # fmt: skip
     return page

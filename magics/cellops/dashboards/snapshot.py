@@ -25,7 +25,8 @@ SNAPSHOT_ENV = "CELLOPS_DASHBOARD_SNAPSHOT"  # the file a served dashboard's ker
 def fingerprint(store: Any) -> str:
     """A digest of what, when it changes, changes the dashboard: the registered models with
     their aliases and update times, and the newest runs of every experiment (drift checks,
-    jobs, gate events) with their status and tags. A few cheap queries."""
+    jobs, gate events) with their status and tags, and the newest day folder of each model's
+    prediction log. A few cheap queries."""
 
     def read(client: Any) -> list[Any]:
         models = [
@@ -47,7 +48,9 @@ def fingerprint(store: Any) -> str:
         ]
         return [sorted(models, key=str), sorted(experiments), newest]
 
-    found = store.call(read)
+    from .serving import log_stamp
+
+    found = [*store.call(read), log_stamp(store.settings)]
     return hashlib.sha256(json.dumps(found, default=str).encode()).hexdigest()
 
 
