@@ -8,7 +8,12 @@ CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: install browser demo test lint format bench clean
 
-$(STAMP): pyproject.toml
+# The lab extension (extension/) is built by `pip install` (hatch-jupyter-builder runs `jlpm
+# install` and its build); its sources are prerequisites, so an edit rebuilds it into the venv.
+LAB_SOURCES := extension/package.json extension/yarn.lock extension/tsconfig.json \
+	$(wildcard extension/src/*.ts extension/style/* extension/schema/*.json)
+
+$(STAMP): pyproject.toml $(LAB_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
