@@ -236,6 +236,11 @@ def link_retrain(store: Any, check_run: str, job_run: str, promotion: str) -> No
 
 def list_checks(client: Any, model: str, limit: int = 100) -> list[CheckRecord]:
     """The model's latest `limit` checks, newest first (reverse it for a chart over time)."""
+    return [_record(run) for run in _latest_of_kind(client, model, KIND, limit)]
+
+
+def _latest_of_kind(store_or_client: Any, model: str, kind: str, limit: int) -> list[Any]:
+    """The newest `limit` runs of `kind` in the model's drift experiment, newest first."""
 
     def read(client: Any) -> list[Any]:
         experiment = experiment_id(client, model)
@@ -243,12 +248,12 @@ def list_checks(client: Any, model: str, limit: int = 100) -> list[CheckRecord]:
             return []
         return client.search_runs(
             [experiment],
-            f"tags.`{TAG_KIND}` = '{KIND}'",
+            f"tags.`{TAG_KIND}` = '{kind}'",
             order_by=["attributes.start_time DESC"],
             max_results=limit,
         )
 
-    return [_record(run) for run in _call(client, read)]
+    return _call(store_or_client, read)
 
 
 def _record(run: Any) -> CheckRecord:
@@ -407,19 +412,8 @@ def list_performance_checks(client: Any, model: str, limit: int = 100) -> list[P
     """The model's latest `limit` performance checks of served traffic, newest first: what
     the dashboard draws as the performance over time (`metrics` holds f1, auc, ..., and
     latency_p95_ms; `labels` how many labelled rows each verdict stood on)."""
-
-    def read(client: Any) -> list[Any]:
-        experiment = experiment_id(client, model)
-        if experiment is None:
-            return []
-        return client.search_runs(
-            [experiment],
-            f"tags.`{TAG_KIND}` = '{PERFORMANCE_KIND}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=limit,
-        )
-
-    return [_performance_record(run) for run in _call(client, read)]
+    runs = _latest_of_kind(client, model, PERFORMANCE_KIND, limit)
+    return [_performance_record(run) for run in runs]
 
 
 def _performance_record(run: Any) -> PerformanceRecord:

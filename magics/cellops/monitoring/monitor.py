@@ -69,8 +69,24 @@ class Check:
     record: CheckRecord | None = None
 
 
+class RetrainedOutcome:
+    """What a monitoring check that may retrain answers: whether it retrained (`job`) and
+    whether the retrained model was promoted (`promotion`, the gate's decision)."""
+
+    job: Any
+    promotion: str
+
+    @property
+    def retrained(self) -> bool:
+        return self.job is not None
+
+    @property
+    def promoted(self) -> bool:
+        return self.promotion.startswith(("promoted", "forced"))
+
+
 @dataclass
-class MonitorOutcome:
+class MonitorOutcome(RetrainedOutcome):
     check: Check
     consecutive: int
     job: JobResult | None = None
@@ -81,14 +97,6 @@ class MonitorOutcome:
     @property
     def streak(self) -> int:
         return self.check.record.streak if self.check.record else 0
-
-    @property
-    def retrained(self) -> bool:
-        return self.job is not None
-
-    @property
-    def promoted(self) -> bool:
-        return self.promotion.startswith(("promoted", "forced"))
 
     @property
     def ok(self) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CellopsUsageError, NotEnoughLabelsError
-from ..monitoring.monitor import Echo, MonitorOutcome, existing_file
+from ..monitoring.monitor import Echo, MonitorOutcome, RetrainedOutcome, existing_file
 from .traffic import LABEL, ServedTraffic, read_served
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class ServedOutcome(MonitorOutcome):
 
 
 @dataclass
-class PerformanceOutcome:
+class PerformanceOutcome(RetrainedOutcome):
     result: PerformanceResult
     record: PerformanceRecord
     traffic: ServedTraffic
@@ -82,14 +82,6 @@ class PerformanceOutcome:
     promotions: Any = None
     promotion: str = ""
     lines: list[str] = field(default_factory=list)
-
-    @property
-    def retrained(self) -> bool:
-        return self.job is not None
-
-    @property
-    def promoted(self) -> bool:
-        return self.promotion.startswith(("promoted", "forced"))
 
     @property
     def ok(self) -> bool:
