@@ -65,3 +65,10 @@ from .serve import feedback_command, serve_command  # noqa: E402
 
 cli.add_command(serve_command)
 cli.add_command(feedback_command)
+
+from .rollout import export_docker_command, export_kserve_command, rollout_command  # noqa: E402
+
+cli.add_command(rollout_command)
+# `cellops export docker|kserve` beside `export dvc`
+export_group.add_command(export_docker_command)
+export_group.add_command(export_kserve_command)

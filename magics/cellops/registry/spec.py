@@ -20,7 +20,7 @@ from ..config import Settings, _tool_table
 from ..errors import CellopsUsageError
 
 DEFAULT_LATENCY_SAMPLES = 100
-KEYS = ("gate", "holdout", "label", "latency_samples")
+KEYS = ("gate", "holdout", "label", "latency_samples", "rollout")  # rollout: serving/rules.py
 
 
 @dataclass

@@ -59,6 +59,7 @@ class Context:
     batcher: MicroBatcher
     reloader: Reloader | None = None
     feedback: Any = None  # feedback.FeedbackLog, made on the first POST /feedback
+    rollout: Any = None  # router.Router: canary and shadow of @challenger (serving/rollout.py)
     started: float = 0.0
 
 
@@ -119,9 +120,15 @@ async def predict(request: Request) -> Response:
     except ServeRequestError as exc:
         context.metrics.observe(current.key, exc.status, time.perf_counter() - started)
         return _error(exc, current)
+    routed = context.rollout.route(request.headers, batch, current) if context.rollout else None
     try:
-        predictions, proba = await context.batcher.predict(current.model, batch)
+        if routed is None:
+            predictions, proba = await context.batcher.predict(current.model, batch)
+        else:  # a rollout: the canary may answer (the champion when it raises)
+            current, predictions, proba = await routed.predict(context.batcher, batch)
     except Exception as exc:
+        if routed is not None:
+            routed.failed()
         refused = ServeRequestError(
             f"the model could not predict these rows ({type(exc).__name__}: {exc}); check them "
             "against GET /version's signature",
@@ -147,6 +154,8 @@ async def predict(request: Request) -> Response:
         current.served, Prediction(rid, ms, latency * 1000, batch, predictions, proba)
     )
     context.metrics.observe(current.key, 200, latency, predictions)
+    if routed is not None:
+        routed.answered(current, rid, ms, latency * 1000, batch, predictions)
     return response
 
 
@@ -244,6 +253,9 @@ def build_context(settings: Settings, name: str, alias: str, model: ServedModel 
 
     serving.on_swap = swapped
     context = Context(settings, serving, log, recorder, MicroBatcher())
+    from .router import Router
+
+    context.rollout = Router(settings, name, log, recorder)
     if model is not None:
         serving.swap(model)
     return context
@@ -260,10 +272,12 @@ def create_app(context: Context) -> Starlette:
         loader = _loader(context.settings)
         context.reloader = Reloader(serving, context.settings.serve.poll_seconds, loader)
         context.reloader.start()
+        context.rollout.start()
         context.started = time.time()
         try:
             yield
         finally:
+            context.rollout.stop()
             context.reloader.stop()
             context.log.close()
             if context.feedback is not None:
