@@ -104,7 +104,7 @@ SLOW_MODULES = {
     "test_lab_browser", "test_lab_frontend", "test_lab_packaging", "test_lab_server",
     "test_notebooks", "test_reaper_sessions",
     "test_registry", "test_registry_cli", "test_serve", "test_served_monitor",
-    "test_step_correctness",
+    "test_step_correctness", "test_rollout", "test_export",
 }  # fmt: skip
 SLOW_FIXTURES = {"ip", "store", "store_ip", "mlflow_server", "empty_mlflow_db"}
 
