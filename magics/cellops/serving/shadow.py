@@ -6,6 +6,11 @@ challenger, logs its predictions with variant "shadow" under the same request id
 how many rows agreed with the champion (classes: equal; numbers: within `RTOL` of each other).
 When the queue is full the copy is dropped and counted (`shadow.dropped`): the shadow never
 slows the champion's answer, and on a saturated machine it sees less than every request.
+
+The thread waits up to `LINGER_SECONDS` for more copies and predicts those of one version in
+one call (as the server's micro-batching does): most of a scikit-learn `predict` on a few rows
+is its input checks, paid once per call, so one call per batch keeps the shadow's CPU, and the
+GIL time it takes from the answering loop, small.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from typing import Any
 import numpy as np
 
 from .log import Prediction
+from .schema import Batch
 
 logger = logging.getLogger("cellops.serving")
 RTOL = 1e-3
+LINGER_SECONDS = 0.02  # how long the thread gathers copies before predicting them together
+MAX_ROWS = 1024  # at most this many rows in one shadow call
 
 
 def agreeing(ours: np.ndarray, theirs: np.ndarray) -> int:
@@ -66,22 +74,75 @@ class ShadowRunner:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            item = self._queue.get()
-            if item is None:
+            items = self._gather()
+            if items is None:
                 return
-            try:
-                self._shadow(*item)
-            except Exception as exc:  # never let the thread die
-                logger.exception("shadow prediction failed: %s", exc)
+            groups: dict[int, list[tuple]] = {}
+            for item in items:
+                groups.setdefault(id(item[0]), []).append(item)
+            for group in groups.values():
+                try:
+                    self._shadow(group)
+                except Exception as exc:  # never let the thread die
+                    logger.exception("shadow prediction failed: %s", exc)
 
-    def _shadow(self, current, request_id, ms, batch, champion, slot) -> None:
+    def _gather(self) -> list[tuple] | None:
+        """The next copies: the first one waited for, then whatever arrives within
+        `LINGER_SECONDS` (up to `MAX_ROWS` rows); None when stopped."""
+        first = self._queue.get()
+        if first is None:
+            return None
+        items, rows = [first], first[3].rows
+        deadline = time.monotonic() + LINGER_SECONDS
+        while rows < MAX_ROWS:
+            left = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._stop.set()
+                break
+            items.append(item)
+            rows += item[3].rows
+        return items
+
+    def _shadow(self, items: list[tuple]) -> None:
+        """Predict the copies of one version in one call when they stack (one by one else)."""
+        current = items[0][0]
+        started = time.perf_counter()
+        batches = [item[3] for item in items]
+        if len(items) > 1 and all(b.matrix is not None for b in batches):
+            stacked = Batch(sum(b.rows for b in batches), batches[0].names,
+                            matrix=np.vstack([b.matrix for b in batches]))  # fmt: skip
+            try:
+                predictions, proba = current.model.predict(stacked)
+            except Exception:
+                pass  # again one by one: only the copies that fail count as errors
+            else:
+                latency = (time.perf_counter() - started) * 1000
+                start = 0
+                for item in items:
+                    n = item[3].rows
+                    part = None if proba is None else proba[start : start + n]
+                    self._record(item, latency, predictions[start : start + n], part)
+                    start += n
+                return
+        for item in items:
+            self._shadow_one(item)
+
+    def _shadow_one(self, item: tuple) -> None:
+        current, batch, slot = item[0], item[3], item[5]
         started = time.perf_counter()
         try:
             predictions, proba = current.model.predict(batch)
         except Exception:
             self._count("error", slot, (time.perf_counter() - started) * 1000)
             return
-        latency = (time.perf_counter() - started) * 1000
+        self._record(item, (time.perf_counter() - started) * 1000, predictions, proba)
+
+    def _record(self, item: tuple, latency: float, predictions: Any, proba: Any) -> None:
+        current, request_id, ms, batch, champion, slot = item
         self._count("ok", slot, latency)
         self._count("compare", slot, len(champion), agreeing(np.asarray(predictions), champion))
         self._log.append(
