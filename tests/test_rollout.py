@@ -226,9 +226,13 @@ def test_shadow_never_changes_an_answer_and_logs_both_under_one_id(server, proje
         before = [ask(client, server.url, row, key) for row, key in zip(data, keys, strict=True)]
     started = cellops(project, "rollout", "fraud", "--shadow")
     assert started.returncode == 0, started.stderr
-    assert wait_for(lambda: _stats_say(project, "shadow"), timeout=30) or True
-    time.sleep(1.0)  # the servers poll every 0.3 s
     with httpx.Client(timeout=10) as client:
+
+        def shadowing():  # the server has read the rollout and loaded v2 once a copy counts
+            ask(client, server.url, data[0], keys[0])
+            return _stats_say(project, "shadow")
+
+        assert wait_for(shadowing, timeout=60), "the server should start shadowing v2"
         during = [ask(client, server.url, row, key) for row, key in zip(data, keys, strict=True)]
     for old, new in zip(before, during, strict=True):
         assert (new["predictions"], new["version"], new["variant"]) == (
@@ -383,6 +387,15 @@ def test_a_failing_canary_is_rolled_back_within_one_window_and_callers_never_see
         assert {
             ask(client, server.url, row, f"z{i}")["variant"] for i, row in enumerate(data[:50])
         } == {"champion"}
+
+    # the dashboard's serving section shows the rollout, its counts and the automatic decision
+    from cellops.config import load_settings
+    from cellops.dashboards.render import model_page
+    from cellops.registry.store import RegistryStore
+
+    section = model_page(RegistryStore(load_settings(project)), "fraud")["serving"]
+    assert 'class="cellops-rollout"' in section and "rolled back" in section
+    assert "canary.error_rate" in section and "last decision: rolled back" in section
 
 
 def test_rules_read_the_gate_syntax_and_its_did_you_mean():

@@ -155,11 +155,13 @@ def jobs_html(rows: list[dd.JobRow]) -> str:
 def serving_html(view: Any) -> str:
     if view.empty:
         return paragraph(
-            "nothing served in the last day (cellops serve NAME; then cellops monitor "
-            "--performance to judge it on labelled traffic)",
+            "nothing served in the last day and no rollout (cellops serve NAME; then cellops "
+            "monitor --performance to judge it on labelled traffic)",
             "cellops-note",
         )
     parts = []
+    if view.rollout:
+        parts.append(f'<pre class="cellops-rollout">{html.escape(view.rollout)}</pre>')
     if view.traffic:
         parts.append(table(sv.TRAFFIC_HEADERS, view.traffic, "cellops-traffic"))
     if view.performance:
@@ -213,6 +215,6 @@ def model_page(store: Any, name: str) -> dict[str, Any]:
     page["registry"] = guarded("Versions and aliases",
                                lambda: registry_html(dd.registry_view(store, name)))  # fmt: skip
     page["jobs"] = guarded("Recent jobs", lambda: jobs_html(dd.recent_jobs(store, name)))
-    page["serving"] = guarded("Served traffic, last day",
+    page["serving"] = guarded("Serving: rollout and traffic of the last day",
                               lambda: serving_html(sv.serving_view(store, name)))  # fmt: skip
     return page

@@ -1,6 +1,6 @@
 """What the dashboard shows of a served model: the traffic of the last day per hour
-(requests, errors, latency) from the prediction log, and the performance checks of its
-labelled traffic (`cellops monitor --performance`) over time."""
+(requests, errors, latency) from the prediction log, the performance checks of its labelled
+traffic (`cellops monitor --performance`) over time, and its rollout (`cellops rollout`)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ TRAFFIC_WINDOW = "24h"
 class ServingView:
     traffic: list[tuple[str, ...]]  # newest hour first
     performance: list[tuple[str, ...]]  # newest check first
+    rollout: str = ""  # the rollout as `cellops rollout MODEL` prints it; "" when none ever ran
 
     @property
     def empty(self) -> bool:
-        return not self.traffic and not self.performance
+        return not self.traffic and not self.performance and not self.rollout
 
 
 def serving_view(store: Any, model: str, since: str = TRAFFIC_WINDOW) -> ServingView:
@@ -50,12 +51,22 @@ def serving_view(store: Any, model: str, since: str = TRAFFIC_WINDOW) -> Serving
         )
         for check in list_performance_checks(store, model, limit=20)
     ]
-    return ServingView(traffic, performance)
+    return ServingView(traffic, performance, rollout_text(store, model))
+
+
+def rollout_text(store: Any, model: str) -> str:
+    """The model's rollout: split, per-variant counts, the rules on the current window and
+    the last (automatic) decision; "" when no rollout was ever started."""
+    from ..serving.status import format_status, rollout_status
+
+    status = rollout_status(model, store.settings, store)
+    return format_status(status) if status["rollout"] is not None else ""
 
 
 def log_stamp(settings: Any) -> list[tuple[str, float]]:
-    """The newest change in each model's prediction log (its newest date folder's mtime): part
-    of the dashboard's fingerprint, so newly served traffic refreshes the page."""
+    """The newest change in each model's prediction log (its newest date folder's mtime) and
+    in each rollout's counts: part of the dashboard's fingerprint, so newly served traffic
+    refreshes the page."""
     from ..serving.layout import predictions_root
 
     root = Path(predictions_root(settings))
@@ -64,4 +75,8 @@ def log_stamp(settings: Any) -> list[tuple[str, float]]:
         days = sorted(folder.glob("date=*"))
         if days:
             stamps.append((folder.name, days[-1].stat().st_mtime))
+    rollouts = Path(settings.state_dir) / "rollouts"
+    for counts in sorted(p for p in rollouts.glob("*/*") if p.is_dir()):
+        newest = max((f.stat().st_mtime for f in counts.iterdir()), default=0.0)
+        stamps.append((f"rollout {counts.parent.name}/{counts.name}", newest))
     return stamps
