@@ -392,6 +392,45 @@ async def test_gate_refusal_promotion_and_rollback_move_the_alias(jp_fetch, lab_
     assert nothing.code == 400 and "first champion of fraud" in _json(nothing)["message"]
 
 
+async def test_a_rollout_shows_in_the_models_answer(jp_fetch, lab_project):
+    from cellops.config import load_settings
+    from cellops.registry.store import RegistryStore
+    from cellops.serving.rollout import TAG, abort, start
+
+    client = MlflowClient(default_tracking_uri(lab_project))
+    # Given fraud with a champion and a @challenger, and no rollout ever started
+    assert str(client.get_registered_model("fraud").aliases["champion"]) == "1"
+    client.set_registered_model_alias("fraud", "challenger", "3")
+    assert _json(await _call(jp_fetch, "GET", "models/fraud"))["rollout"] is None
+    store = RegistryStore(load_settings(lab_project))
+    try:
+        # when a 10% canary of the challenger starts (the state is a registry tag: no server)
+        start("fraud", canary=10, store=store)
+        # then the model's answer, and the list's, carry the split and the waiting rules
+        rollout = _json(await _call(jp_fetch, "GET", "models/fraud"))["rollout"]
+        assert rollout["active"] is True
+        assert rollout["split"] == {"champion": 90.0, "canary": 10.0}
+        assert (rollout["rollout"]["mode"], rollout["rollout"]["share"]) == ("canary", 10.0)
+        assert (rollout["rollout"]["champion"], rollout["rollout"]["challenger"]) == ("1", "3")
+        statuses = {r["condition"]: r["status"] for r in rollout["rules"]}
+        assert statuses["canary.error_rate <= champion.error_rate + 0.01"] == "waiting"
+        assert rollout["last_decision"]["action"] == "started"
+        listed = _json(await _call(jp_fetch, "GET", f"models?path={TRAIN}"))["models"]
+        assert listed[0]["rollout"]["split"] == rollout["split"]
+        # when it is aborted, then the answer says so: no split, the last decision
+        abort("fraud", reason="enough", store=store)
+        ended = _json(await _call(jp_fetch, "GET", "models/fraud"))["rollout"]
+        assert ended["active"] is False and ended["split"] is None
+        assert ended["rollout"]["status"] == "aborted"
+        assert ended["last_decision"]["action"] == "aborted"
+        # a tag the panel cannot read is no rollout, never a failed answer
+        client.set_registered_model_tag("fraud", TAG, "{not json")
+        damaged = await _call(jp_fetch, "GET", "models/fraud")
+        assert damaged.code == 200 and _json(damaged)["rollout"] is None
+    finally:
+        client.delete_registered_model_tag("fraud", TAG)
+
+
 # -- jobs --------------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from .jobs import JobBook, LabJob, job_from_run
 T = TypeVar("T")
 RECENT = 20  # runs and jobs listed
 STORE_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")
+log = logging.getLogger("cellops_lab")
 
 
 class LabError(Exception):
@@ -232,7 +234,12 @@ class LabService:
             else:
                 label = self._label(settings, notebook)
                 names = store.call(lambda client: _registered_by(client, label))
-            return {"models": [views.model(model_info(store, n), links) for n in names]}
+            infos = [model_info(store, n) for n in names]
+        return {
+            "models": [
+                views.model(info, links, _rollout(settings, store, info.name)) for info in infos
+            ]
+        }
 
     def _require_model(self, settings: Any, name: str) -> Any:
         """The project's store, once model `name` is known to be in it (else a 404)."""
@@ -272,7 +279,8 @@ class LabService:
         settings = self._project(path)
         store = self._require_model(settings, name)
         with self._store_calls(settings):
-            return views.model(model_info(store, name), self._links(settings))
+            info = model_info(store, name)
+        return views.model(info, self._links(settings), _rollout(settings, store, name))
 
     def _promote(self, name: str, version: str | None, path: str | None) -> dict:
         from cellops.registry.promote import CONFLICT, REFUSED, promote
@@ -398,6 +406,21 @@ def _answer_errors(work: Callable[..., T], *args: Any) -> T:
         raise LabError(400, str(exc)) from None
     except CellopsError as exc:
         raise LabError(500, str(exc)) from None
+
+
+def _rollout(settings: Any, store: Any, name: str) -> dict[str, Any] | None:
+    """`rollout_status` of model `name`, or None when no rollout was ever started or its
+    state cannot be read (the models answer never fails because of a rollout)."""
+    from cellops.serving.status import rollout_status
+
+    # on the project's SQLite store the state is one read-only query (no MLflow client)
+    local = settings.tracking_uri.startswith("sqlite:///")
+    try:
+        status = rollout_status(name, settings, None if local else store)
+    except Exception:  # a damaged tag, an unreadable stats file: the models still answer
+        log.warning("cannot read the rollout of %s", name, exc_info=True)
+        return None
+    return status if status.get("rollout") is not None else None
 
 
 def _checked_cells(cells: Any) -> list[dict[str, Any]]:

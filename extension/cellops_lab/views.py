@@ -51,14 +51,16 @@ def step_row(row: Any, links: Any) -> dict[str, Any]:
 # -- the registry ------------------------------------------------------------------------------
 
 
-def model(info: Any, links: Any) -> dict[str, Any]:
-    """A `registry.catalog.ModelInfo` with its versions, newest first."""
+def model(info: Any, links: Any, rollout: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A `registry.catalog.ModelInfo` with its versions, newest first; `rollout` is what
+    `serving.status.rollout_status` says (None: no rollout was ever started)."""
     aliases = {alias: v.version for v in info.versions for alias in v.aliases}
     return {
         "name": info.name,
         "aliases": aliases,
         "url": links.model(info.name).url,
         "versions": [version(info.name, v, links) for v in info.versions],
+        "rollout": rollout,
     }
 
 

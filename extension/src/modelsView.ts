@@ -4,8 +4,17 @@ import { h, link, replace, svg } from './dom';
 import { CellopsApiError, conditionText, IPanelMessage, messageFor } from './errors';
 import { formatPercent, formatTime } from './format';
 import { modelVersionUrl } from './links';
+import {
+  decisionText,
+  rolloutClass,
+  ruleLines,
+  showsRollout,
+  splitText,
+  variantTable,
+  windowText
+} from './rollout';
 import { sparkline } from './sparkline';
-import { ICondition, IDriftCheck, IGate, IModel } from './types';
+import { ICondition, IDriftCheck, IGate, IModel, IRolloutStatus } from './types';
 
 export interface IModelActions {
   promote(model: string, version: string): Promise<unknown>;
@@ -116,6 +125,7 @@ export class ModelsView {
         ),
         rollback
       ),
+      showsRollout(model.rollout) ? rolloutView(model.rollout) : null,
       h('ul', { class: 'cellops-versions' }, rows),
       outcome ? outcomeView(outcome) : null
     );
@@ -189,6 +199,50 @@ export function conditionsList(conditions: ICondition[]): HTMLElement {
         `${c.passed ? '\u2714' : '\u2716'} ${conditionText(c)}`
       )
     )
+  );
+}
+
+/** The model's rollout: the split, a row per variant, the rules on the window, the last
+ * decision (the text is rollout.ts's). */
+export function rolloutView(status: IRolloutStatus): HTMLElement {
+  const table = variantTable(status);
+  const rules = ruleLines(status.rules);
+  const last = status.last_decision;
+  return h(
+    'div',
+    { class: `cellops-rollout ${rolloutClass(status)}`, 'data-model': status.model },
+    h('div', { class: 'cellops-rollout-split' }, splitText(status)),
+    table.rows.length
+      ? h(
+          'table',
+          { class: 'cellops-rollout-variants' },
+          h('thead', {}, h('tr', {}, table.columns.map(c => h('th', {}, c)))),
+          h(
+            'tbody',
+            {},
+            table.rows.map(row => h('tr', {}, row.map(cell => h('td', {}, cell))))
+          )
+        )
+      : status.active
+        ? h('div', { class: 'cellops-muted' }, 'no traffic served yet')
+        : null,
+    rules.length
+      ? h(
+          'div',
+          { class: 'cellops-rollout-rules' },
+          h('div', { class: 'cellops-muted' }, windowText(status)),
+          h(
+            'ul',
+            {},
+            rules.map(rule =>
+              h('li', { class: rule.className, title: rule.status }, `${rule.icon} ${rule.text}`)
+            )
+          )
+        )
+      : null,
+    last
+      ? h('div', { class: 'cellops-rollout-decision' }, `last decision: ${decisionText(last)}`)
+      : null
   );
 }
 

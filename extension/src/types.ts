@@ -53,10 +53,66 @@ export interface IModelVersion {
   gate: IGate | null;
 }
 
+/** One variant's served traffic (null where there is no value yet). */
+export interface IVariantMetrics {
+  requests: number;
+  errors: number;
+  error_rate: number | null;
+  latency_p50_ms: number | null;
+  latency_p95_ms: number | null;
+  latency_p99_ms: number | null;
+  agreement?: number | null;
+  dropped?: number;
+}
+
+export interface IRolloutRule {
+  condition: string;
+  status: 'pass' | 'FAIL' | 'waiting' | 'skipped';
+  sides: string;
+}
+
+/** The last decision on the rollout: started, widened, promoted, aborted, rolled back... */
+export interface IRolloutDecision {
+  action: string;
+  at: string;
+  by: string | null;
+  from?: number;
+  to?: number;
+  reason?: string;
+  window?: number;
+  rules?: { rule: string; sides: string }[];
+}
+
+/** What `cellops.serving.status.rollout_status` says about a model's rollout. */
+export interface IRolloutStatus {
+  model: string;
+  active: boolean;
+  rollout: {
+    id: string;
+    mode: 'canary' | 'shadow';
+    status: string;
+    share: number;
+    champion: string;
+    challenger: string;
+    started: string;
+    by: string;
+    revision: number;
+  } | null;
+  split: { [variant: string]: number | string } | null;
+  variants: { [variant: string]: IVariantMetrics };
+  window: { index: number; seconds: number; variants: { [variant: string]: IVariantMetrics } } | null;
+  rules: IRolloutRule[];
+  min_requests: number;
+  schedule: number[];
+  last_decision: IRolloutDecision | null;
+}
+
 export interface IModel {
   name: string;
   aliases: { [alias: string]: string };
   versions: IModelVersion[];
+  /** null: no rollout was ever started (or its state could not be read) */
+  rollout?: IRolloutStatus | null;
 }
 
 export interface IAliasMove {
