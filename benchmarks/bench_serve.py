@@ -255,6 +255,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrent-requests", type=int, default=300, help="per client")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--no-rollout", action="store_true", help="skip the rollout figures")
     args = parser.parse_args()
     root = make_project("serve")
     isolate_process(root)
@@ -286,6 +287,11 @@ def main() -> None:
         profile_in_process(root, 2000)
     finally:
         finish_project(root, args.keep)
+    if not args.no_rollout:
+        from rollout_costs import measure_rollouts
+
+        print("\n== what a rollout costs the champion's traffic (issue 15), same client")
+        measure_rollouts(args.requests, args.concurrent_requests, args.keep)
 
 
 def report(results: dict) -> None:

@@ -14,7 +14,10 @@ champion-only throughput with 8 clients; a shadow adds at most 10% to the champi
 one client at a time; under saturation the shadow's work is real CPU on the same cores, so its
 8-client throughput is reported too, with the share of copies the bounded queue dropped.
 
-    python benchmarks/bench_rollout.py [--requests 1000] [--concurrent-requests 300] [--keep]
+`benchmarks/bench_serve.py` runs it after the serving figures (the issue asks for one run);
+alone:
+
+    python benchmarks/rollout_costs.py [--requests 1000] [--concurrent-requests 300] [--keep]
 
 A measurement, not a test: it prints figures and the ratios, and exits 0.
 """
@@ -68,12 +71,8 @@ def dropped(root: Path) -> tuple[int, int]:
     return int(shadow.get("requests") or 0), int(shadow.get("dropped") or 0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrent-requests", type=int, default=300, help="per client")
-    parser.add_argument("--keep", action="store_true")
-    options = parser.parse_args()
+def measure_rollouts(requests: int, concurrent_requests: int, keep: bool = False) -> None:
+    """Champion only, a 10% canary and a shadow on one server; prints the figures."""
     root = make_project("rollout")
     (root / "pyproject.toml").write_text(
         '[project]\nname = "bench"\n\n[tool.cellops]\n\n[tool.cellops.serve]\npoll_seconds = 0.5\n'
@@ -86,17 +85,26 @@ def main() -> None:
                      "/ready", root, port)  # fmt: skip
     results = {}
     try:
-        results["champion only"] = measure(server, options.requests, options.concurrent_requests)
+        results["champion only"] = measure(server, requests, concurrent_requests)
         rollout(root, "--canary", "10")
-        results["canary 10%"] = measure(server, options.requests, options.concurrent_requests)
+        results["canary 10%"] = measure(server, requests, concurrent_requests)
         rollout(root, "--abort")
         rollout(root, "--shadow")
-        results["shadow"] = measure(server, options.requests, options.concurrent_requests)
+        results["shadow"] = measure(server, requests, concurrent_requests)
         shadowed, lost = dropped(root)
     finally:
         server.stop()
-        finish_project(root, options.keep)
+        finish_project(root, keep)
     report(results, shadowed, lost)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrent-requests", type=int, default=300, help="per client")
+    parser.add_argument("--keep", action="store_true")
+    options = parser.parse_args()
+    measure_rollouts(options.requests, options.concurrent_requests, options.keep)
 
 
 def report(results: dict, shadowed: int, lost: int) -> None:
