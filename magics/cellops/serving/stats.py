@@ -13,6 +13,7 @@ worker, or `cellops rollout MODEL`, adds up the files of one window.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import socket
@@ -25,6 +26,14 @@ import numpy as np
 
 EDGES = np.geomspace(0.05, 120_000.0, 261)  # ms; ratio ~1.058 between buckets
 BUCKETS = len(EDGES) + 1
+_EDGE_LIST = EDGES.tolist()  # bisect on a list: ~0.3 us a request, np.searchsorted ~8 us
+
+
+def bucket(latency_ms: float) -> int:
+    """The latency bucket of `latency_ms` (as `np.searchsorted(EDGES, latency_ms)`)."""
+    if latency_ms != latency_ms:  # NaN: the last bucket, as searchsorted puts it
+        return len(_EDGE_LIST)
+    return bisect.bisect_left(_EDGE_LIST, latency_ms)
 
 
 @dataclass
@@ -40,7 +49,7 @@ class Counts:
         self.requests += 1
         self.errors += bool(error)
         if not error:
-            self.latency[int(np.searchsorted(EDGES, latency_ms))] += 1
+            self.latency[bucket(latency_ms)] += 1
 
     def merge(self, other: Counts) -> None:
         self.requests += other.requests
