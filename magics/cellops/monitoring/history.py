@@ -175,12 +175,7 @@ def record_check(
         )
         return run.info.run_id, streak
 
-    lock = getattr(store, "lock", None)
-    if lock is not None:
-        with lock(f"drift-{model}"):
-            run_id, streak = _call(store, write)
-    else:
-        run_id, streak = _call(store, write)
+    run_id, streak = _locked_write(store, model, write)
 
     stamp = int(now.timestamp() * 1000)
     metrics = {
@@ -218,6 +213,16 @@ def record_check(
         n_drifted=result.n_drifted, n_columns=len(result.columns), current=current,
         data_hash=data_hash,
     )  # fmt: skip
+
+
+def _locked_write(store: Any, model: str, write: Any) -> Any:
+    """`write(client)` under the model's drift lock when the store has one, so two checks of
+    one model never read the same streak."""
+    lock = getattr(store, "lock", None)
+    if lock is None:
+        return _call(store, write)
+    with lock(f"drift-{model}"):
+        return _call(store, write)
 
 
 def link_retrain(store: Any, check_run: str, job_run: str, promotion: str) -> None:
@@ -375,12 +380,7 @@ def record_performance(
         )
         return run.info.run_id, streak
 
-    lock = getattr(store, "lock", None)
-    if lock is not None:
-        with lock(f"drift-{model}"):
-            run_id, streak = _call(store, write)
-    else:
-        run_id, streak = _call(store, write)
+    run_id, streak = _locked_write(store, model, write)
     stamp = int(now.timestamp() * 1000)
     metrics = {"labels": float(result.labels), "rows": float(rows), **result.metrics}
     metrics = {k: v for k, v in metrics.items() if v == v}  # nan: not a point of a chart
