@@ -3,7 +3,9 @@ models registered with cellops, the champion promoted through the gate) and `cel
 servers on 127.0.0.1 answering real HTTP requests. The tests run in order on one project:
 a canary of v2 (split, stickiness, widening, two servers, a restart), a shadow of v2, a
 scheduled widening then --widen 100 (v2 promoted through the gate), then a challenger v3
-built to fail on a share of inputs (rolled back automatically, recorded in history).
+built to fail on a share of inputs (rolled back automatically, recorded in history). Under
+pytest-xdist they stay on one worker in this order: `make test` distributes by file
+(`--dist loadfile`).
 """
 
 from __future__ import annotations
