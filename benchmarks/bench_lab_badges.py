@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.lab_helpers
 from _common import clean_env, finish_project, make_project, spread_ms, verdict
 
+from tests.browser import launch_chromium
 from tests.lab_helpers import (
     BIN,
     badges,
-    launch_chromium,
     open_notebook,
     run_command,
     start_lab,

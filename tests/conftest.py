@@ -136,6 +136,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         server.launch()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, for the module's browser tests (see tests/browser.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import launch_chromium
+
+    with sync_playwright() as p:
+        chromium = launch_chromium(p)
+        yield chromium
+        chromium.close()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server():
     """A real `mlflow server` on 127.0.0.1 (HTTP store), started once per test session."""

@@ -19,13 +19,6 @@ from typing import IO, Any
 import nbformat
 from jupyter_server.utils import url_path_join
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 BIN = Path(sys.executable).parent
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
@@ -185,10 +178,6 @@ def start_lab(root: Path, scratch: Path) -> Lab:
         lab.stop()
         raise
     return lab
-
-
-def launch_chromium(playwright: Any) -> Any:
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 
 def open_notebook(page: Any, lab: Lab, path: str, timeout: float = 120_000) -> None:

@@ -48,13 +48,6 @@ from cellops.store import session as session_module
 
 from .conftest import REPO
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 FEATURES = [f"x{i}" for i in range(6)]
 # The three checks of `fraud`: which columns drifted, so the shares are 0, 1/3 and 1/2.
 DRIFTED = [[], ["x0", "x1"], ["x0", "x1", "x2"]]
@@ -232,16 +225,6 @@ def server(dash_project: Path, voila, export_run) -> Served:
         assert time.monotonic() < deadline, "the refresher never read the store again"
         time.sleep(0.2)
     return served
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -37,8 +37,6 @@ from cellops.store import session as session_module
 
 from .conftest import REPO
 from .test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     LATEST_SCORES,
     _build,
     _command_lines,
@@ -266,16 +264,6 @@ def test_bad_limits_are_usage_errors(crowd_project: Path, monkeypatch) -> None:
     shown = runner.invoke(cli, ["dashboard", "--help"])
     assert "--max-kernels N" in shown.output and "--refresh SECONDS" in shown.output
     assert "--cull-after SECONDS" in shown.output and "--static" in shown.output
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _visible(page, selector: str) -> str:

@@ -23,7 +23,6 @@ from .lab_helpers import (
     BIN,
     FOREIGN_ENV,
     badges,
-    launch_chromium,
     make_project,
     open_notebook,
     run_command,
@@ -80,16 +79,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path):
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -27,16 +27,10 @@ from cellops.config import load_settings
 from cellops.store import links as ui_links
 from cellops.store.links import UiLinks, note_running_ui, ui_base_url, ui_state_file
 
+from .browser import launch_chromium
 from .conftest import REPO, run
 
 CELLOPS = Path(sys.executable).with_name("cellops")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 ML = "workflowType=machine_learning"
 NOTEBOOK = "notebooks/analysis.ipynb"
 STEPS = ("%%step load_data\nrows = list(range(10))", "%%step train_model\nmodel = sum(rows)")
@@ -458,7 +452,7 @@ def _look_in_the_browser(link: str, run_link: str, tmp_path: Path) -> None:
 
     session_name = "analysis session"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             page.goto(link)
