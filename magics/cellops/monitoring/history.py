@@ -203,16 +203,22 @@ def record_check(
             client.log_text(run_id, json.dumps(current_profile.to_dict()), PROFILE_ARTIFACT)
         client.set_terminated(run_id, "FINISHED")
 
-    try:
-        _call(store, details)
-    except BaseException:
-        _call(store, lambda client: client.set_terminated(run_id, "FAILED"))
-        raise
+    _fill_run(store, run_id, details)
     return CheckRecord(
         run_id, now, result.share, result.dataset_drift, version, streak,
         n_drifted=result.n_drifted, n_columns=len(result.columns), current=current,
         data_hash=data_hash,
     )  # fmt: skip
+
+
+def _fill_run(store: Any, run_id: str, details: Any) -> None:
+    """`details(client)` logs the check's metrics and artifacts and ends the run; a run it
+    could not fill is marked FAILED, never left RUNNING."""
+    try:
+        _call(store, details)
+    except BaseException:
+        _call(store, lambda client: client.set_terminated(run_id, "FAILED"))
+        raise
 
 
 def _locked_write(store: Any, model: str, write: Any) -> Any:
@@ -397,11 +403,7 @@ def record_performance(
         client.log_text(run_id, json.dumps(result.to_dict(), indent=1), PERFORMANCE_ARTIFACT)
         client.set_terminated(run_id, "FINISHED")
 
-    try:
-        _call(store, details)
-    except BaseException:
-        _call(store, lambda client: client.set_terminated(run_id, "FAILED"))
-        raise
+    _fill_run(store, run_id, details)
     return PerformanceRecord(
         run_id, now, version, result.verdict, streak, result.labels, rows,
         dict(result.metrics), conditions, window,
